@@ -1,0 +1,102 @@
+"""Activations and normalised exponentials: gelu (exact, erf form), relu, softmax, log_softmax.
+
+GELU is the MLP non-linearity of ViT (Sec. 3.1, after Hendrycks & Gimpel 2016) in its exact
+form x * Phi(x), as timm's default nn.GELU. Softmax turns attention scores into weights
+(Vaswani et al. 2017, Eq. 1; ViT Eq. 5-7 in the appendix).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..autograd import Function, Tensor
+from ..backend import xp_of
+from .erf import erf
+
+_INV_SQRT2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+class GELU(Function):
+    def forward(self, x):
+        self.x = x
+        self.cdf = erf(x * _INV_SQRT2)  # Phi(x) = (1 + erf(x / sqrt 2)) / 2, finished in place
+        self.cdf += 1
+        self.cdf *= 0.5
+        return x * self.cdf
+
+    def backward(self, grad):
+        # dx = g * (Phi(x) + x * phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+        xp = xp_of(self.x)
+        x_pdf = xp.exp(self.x * self.x * -0.5)
+        x_pdf *= self.x
+        x_pdf *= _INV_SQRT_2PI
+        x_pdf += self.cdf
+        return grad * x_pdf
+
+
+class ReLU(Function):
+    def forward(self, x):
+        self.positive = x > 0
+        return x * self.positive
+
+    def backward(self, grad):
+        # dx = g where x > 0, else 0
+        return grad * self.positive
+
+
+class Softmax(Function):
+    def forward(self, x, axis):
+        self.axis = axis
+        out = x - x.max(axis=axis, keepdims=True)  # shift by the max: exp never overflows
+        xp_of(out).exp(out, out=out)
+        out /= out.sum(axis=axis, keepdims=True)
+        self.out = out
+        return out
+
+    def backward(self, grad):
+        # dx = y * (g - sum(g * y))
+        y = self.out
+        grad_x = grad * y
+        grad_x -= y * grad_x.sum(axis=self.axis, keepdims=True)
+        return grad_x
+
+
+class LogSoftmax(Function):
+    def forward(self, x, axis):
+        self.axis = axis
+        xp = xp_of(x)
+        out = x - x.max(axis=axis, keepdims=True)
+        out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))
+        self.out = out
+        return out
+
+    def backward(self, grad):
+        # dx = g - softmax(x) * sum(g)
+        return grad - xp_of(grad).exp(self.out) * grad.sum(axis=self.axis, keepdims=True)
+
+
+def gelu(x) -> Tensor:
+    """GELU(x) = x * Phi(x), Phi the standard normal CDF (exact erf form, as timm's nn.GELU)."""
+    return GELU.apply(x)
+
+
+def relu(x) -> Tensor:
+    """max(x, 0)."""
+    return ReLU.apply(x)
+
+
+def _axis_in_range(axis: int, ndim: int) -> int:
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for a tensor with {ndim} dimensions")
+    return axis % ndim
+
+
+def softmax(x, axis: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along axis; every slice along it sums to 1."""
+    return Softmax.apply(x, axis=_axis_in_range(axis, x.ndim))
+
+
+def log_softmax(x, axis: int = -1) -> Tensor:
+    """log(softmax(x)) computed as x - max - log(sum(exp(x - max))): finite for huge logits."""
+    return LogSoftmax.apply(x, axis=_axis_in_range(axis, x.ndim))

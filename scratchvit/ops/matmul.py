@@ -1,0 +1,69 @@
+"""Matrix products: batched broadcasting `matmul`, and the fused `linear` layer.
+
+`linear` is the hot path of every transformer: each one is reshaped to 2-D so the forward and
+both gradients are one GEMM each (ViT Sec. 3.1: the patch embedding, qkv, projections and MLP
+are all linear maps).
+"""
+
+from __future__ import annotations
+
+from ..autograd import Function, Tensor, unbroadcast
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul needs tensors of at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match in the inner dimension")
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, grad):
+        # da = g @ b^T, db = a^T @ g; vectors are treated as (1, n) / (n, 1) matrices
+        a = self.a[None, :] if self.a.ndim == 1 else self.a
+        b = self.b[:, None] if self.b.ndim == 1 else self.b
+        if self.a.ndim == 1:
+            grad = grad[..., None, :]
+        if self.b.ndim == 1:
+            grad = grad[..., None]
+        grad_a = grad @ b.swapaxes(-1, -2)
+        grad_b = a.swapaxes(-1, -2) @ grad
+        grad_a = unbroadcast(grad_a, a.shape).reshape(self.a.shape)
+        grad_b = unbroadcast(grad_b, b.shape).reshape(self.b.shape)
+        return grad_a, grad_b
+
+
+class Linear(Function):
+    def forward(self, x, weight, bias):
+        """x: (..., in), weight: (out, in), bias: (out,) or None -> (..., out)"""
+        self.x2d = x.reshape(-1, x.shape[-1])  # (M, in), M = product of the leading dims
+        self.weight, self.input_shape, self.has_bias = weight, x.shape, bias is not None
+        out = self.x2d @ weight.T
+        if bias is not None:
+            out += bias
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+
+    def backward(self, grad):
+        # dx = g @ W, dW = g^T @ x, db = sum of g over all rows: three GEMMs on 2-D views
+        grad2d = grad.reshape(-1, grad.shape[-1])
+        grad_x = (grad2d @ self.weight).reshape(self.input_shape)
+        grad_weight = grad2d.T @ self.x2d
+        grad_bias = grad2d.sum(axis=0) if self.has_bias else None
+        return grad_x, grad_weight, grad_bias
+
+
+def matmul(a, b) -> Tensor:
+    """a @ b with NumPy's rules: (..., n, k) @ (..., k, m) -> (..., n, m), batch dims broadcast."""
+    return MatMul.apply(a, b)
+
+
+def linear(x, weight, bias=None) -> Tensor:
+    """y = x W^T + b. x: (..., in), weight: (out, in) as timm/PyTorch store it, bias: (out,)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: x has {x.shape[-1]} features in its last dim but weight expects {weight.shape[1]}")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+    return Linear.apply(x, weight, bias)

@@ -1,0 +1,246 @@
+"""Ops that move values without changing them: reshape, permute, transpose, expand, getitem,
+take_along_axis, concatenate, stack, split, pad, roll, and the move between devices.
+
+Each backward puts the gradient back where the value came from.
+"""
+
+from __future__ import annotations
+
+from ..autograd import Function, Tensor, unbroadcast
+from ..backend import to_device as move_array
+from ..backend import xp_of
+
+
+class Reshape(Function):
+    def forward(self, x, shape):
+        self.input_shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, grad):
+        # dx = g reshaped back
+        return grad.reshape(self.input_shape)
+
+
+class Permute(Function):
+    def forward(self, x, axes):
+        self.axes = axes
+        return x.transpose(axes)
+
+    def backward(self, grad):
+        # dx = g with the inverse permutation
+        inverse = [0] * len(self.axes)
+        for position, axis in enumerate(self.axes):
+            inverse[axis] = position
+        return grad.transpose(inverse)
+
+
+class Expand(Function):
+    def forward(self, x, shape):
+        self.input_shape = x.shape
+        return xp_of(x).broadcast_to(x, shape)
+
+    def backward(self, grad):
+        # dx = g summed over the broadcast axes
+        return unbroadcast(grad, self.input_shape)
+
+
+class GetItem(Function):
+    def forward(self, x, index):
+        self.input_shape, self.index = x.shape, index
+        self.has_array_index = any(hasattr(i, "shape") or isinstance(i, list) for i in index)
+        return x[index]
+
+    def backward(self, grad):
+        # dx = g scattered back; an element picked twice by an integer-array index gets both
+        xp = xp_of(grad)
+        grad_x = xp.zeros(self.input_shape, dtype=grad.dtype)
+        if self.has_array_index:
+            xp.add.at(grad_x, self.index, grad)
+        else:
+            grad_x[self.index] = grad
+        return grad_x
+
+
+class TakeAlongAxis(Function):
+    def forward(self, x, indices, axis):
+        self.input_shape, self.indices, self.axis = x.shape, indices, axis
+        return xp_of(x).take_along_axis(x, indices, axis=axis)
+
+    def backward(self, grad):
+        # dx[..., indices[..., j, ...], ...] += g[..., j, ...]
+        xp = xp_of(grad)
+        grad_x = xp.zeros(self.input_shape, dtype=grad.dtype)
+        grid = list(xp.ix_(*[xp.arange(size) for size in self.indices.shape]))
+        grid[self.axis] = self.indices
+        xp.add.at(grad_x, tuple(grid), grad)
+        return grad_x
+
+
+class Concatenate(Function):
+    def forward(self, *arrays, axis):
+        self.axis = axis
+        self.sizes = [a.shape[axis] for a in arrays]
+        return xp_of(arrays[0]).concatenate(arrays, axis=axis)
+
+    def backward(self, grad):
+        # each input gets its own slice of g along axis
+        xp = xp_of(grad)
+        boundaries = [sum(self.sizes[: i + 1]) for i in range(len(self.sizes) - 1)]
+        return tuple(xp.split(grad, boundaries, axis=self.axis))
+
+
+class Stack(Function):
+    def forward(self, *arrays, axis):
+        self.axis = axis
+        return xp_of(arrays[0]).stack(arrays, axis=axis)
+
+    def backward(self, grad):
+        # input i gets g[..., i, ...] along the new axis
+        xp = xp_of(grad)
+        return tuple(xp.take(grad, i, axis=self.axis) for i in range(grad.shape[self.axis]))
+
+
+class Pad(Function):
+    def forward(self, x, pad_width, value):
+        self.pad_width = pad_width
+        return xp_of(x).pad(x, pad_width, constant_values=value)
+
+    def backward(self, grad):
+        # dx = the centre of g, without the padding
+        return grad[tuple(slice(before, grad.shape[i] - after) for i, (before, after) in enumerate(self.pad_width))]
+
+
+class Roll(Function):
+    def forward(self, x, shifts, axes):
+        self.shifts, self.axes = shifts, axes
+        return xp_of(x).roll(x, shifts, axis=axes)
+
+    def backward(self, grad):
+        # dx = g rolled the other way
+        return xp_of(grad).roll(grad, tuple(-s for s in self.shifts), axis=self.axes)
+
+
+class ToDevice(Function):
+    def forward(self, x, device):
+        from ..backend import device_of
+
+        self.source = device_of(x)
+        return move_array(x, device)
+
+    def backward(self, grad):
+        # dx = g, moved back to where x lives
+        return move_array(grad, self.source)
+
+
+def _check_axis(name: str, axis: int, ndim: int) -> int:
+    if not isinstance(axis, int) or not -ndim <= axis < ndim:
+        raise ValueError(f"{name} {axis!r} is out of range for a tensor with {ndim} dimensions")
+    return axis % ndim
+
+
+def reshape(x, shape) -> Tensor:
+    """x with a new shape of the same size (one entry may be -1)."""
+    shape = tuple(shape)
+    return Reshape.apply(x, shape=shape)
+
+
+def permute(x, axes) -> Tensor:
+    """Reorder the axes: out.shape[i] = x.shape[axes[i]]."""
+    axes = tuple(_check_axis("axes entry", a, x.ndim) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"axes {axes} must be a permutation of 0..{x.ndim - 1}")
+    return Permute.apply(x, axes=axes)
+
+
+def transpose(x, axis0: int = -2, axis1: int = -1) -> Tensor:
+    """Swap axis0 and axis1 (PyTorch's transpose)."""
+    axes = list(range(x.ndim))
+    a, b = _check_axis("axis0", axis0, x.ndim), _check_axis("axis1", axis1, x.ndim)
+    axes[a], axes[b] = axes[b], axes[a]
+    return Permute.apply(x, axes=tuple(axes))
+
+
+def expand(x, shape) -> Tensor:
+    """Broadcast x to `shape` (a view; the gradient is summed back)."""
+    return Expand.apply(x, shape=tuple(shape))
+
+
+def getitem(x, index) -> Tensor:
+    """x[index]: slices, integers, None, Ellipsis, and integer or boolean arrays."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    plain_index = []
+    for item in index:
+        item = item.data if isinstance(item, Tensor) else item
+        if hasattr(item, "dtype") and item.dtype == bool:
+            plain_index.extend(item.nonzero())  # a boolean mask is the integer arrays of its True places
+        else:
+            plain_index.append(item)
+    return GetItem.apply(x, index=tuple(plain_index))
+
+
+def take_along_axis(x, indices, axis: int) -> Tensor:
+    """out[..., j, ...] = x[..., indices[..., j, ...], ...] along `axis` (MAE's gather)."""
+    if isinstance(indices, Tensor):
+        indices = indices.data
+    axis = _check_axis("axis", axis, x.ndim)
+    if indices.ndim != x.ndim:
+        raise ValueError(f"indices must have {x.ndim} dimensions like x, got shape {indices.shape}")
+    return TakeAlongAxis.apply(x, indices=indices, axis=axis)
+
+
+def concatenate(tensors, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    if len(tensors) == 0:
+        raise ValueError("concatenate needs at least one tensor")
+    return Concatenate.apply(*tensors, axis=_check_axis("axis", axis, tensors[0].ndim))
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    """Join tensors of one shape along a new axis."""
+    if len(tensors) == 0:
+        raise ValueError("stack needs at least one tensor")
+    return Stack.apply(*tensors, axis=_check_axis("axis", axis, tensors[0].ndim + 1))
+
+
+def split(x, split_size_or_sections, axis: int = 0) -> list:
+    """Cut x along axis: into pieces of size n (an int, as torch.split) or of the given sizes."""
+    axis = _check_axis("axis", axis, x.ndim)
+    length = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split_size must be positive, got {split_size_or_sections}")
+        sizes = [min(split_size_or_sections, length - start) for start in range(0, length, split_size_or_sections)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != length:
+            raise ValueError(f"split sizes {sizes} add up to {sum(sizes)}, but axis {axis} has size {length}")
+    pieces, start = [], 0
+    for size in sizes:
+        index = (slice(None),) * axis + (slice(start, start + size),)
+        pieces.append(getitem(x, index))
+        start += size
+    return pieces
+
+
+def pad(x, pad_width, value: float = 0.0) -> Tensor:
+    """Pad with a constant; pad_width is ((before, after), ...) per axis, as numpy.pad."""
+    pad_width = tuple((int(b), int(a)) for b, a in pad_width)
+    if len(pad_width) != x.ndim:
+        raise ValueError(f"pad_width needs one (before, after) pair per axis ({x.ndim}), got {len(pad_width)}")
+    return Pad.apply(x, pad_width=pad_width, value=value)
+
+
+def roll(x, shifts, axes) -> Tensor:
+    """Cyclic shift: out[(i + s) % n] = x[i] along each axis (Swin's shifted windows, Sec. 3.2)."""
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    if len(shifts) != len(axes):
+        raise ValueError(f"roll needs one shift per axis: got shifts {shifts} and axes {axes}")
+    axes = tuple(_check_axis("axes entry", a, x.ndim) for a in axes)
+    return Roll.apply(x, shifts=shifts, axes=axes)
+
+
+def to_device(x, device) -> Tensor:
+    """x moved to `device` (a backend.Device); the gradient moves back."""
+    return ToDevice.apply(x, device=device)
