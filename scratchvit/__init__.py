@@ -4,7 +4,7 @@
 >>> from scratchvit import ops as F
 """
 
-from . import ops
+from . import nn, ops
 from .autograd import Function, Tensor, is_grad_enabled, no_grad, unbroadcast
 from .backend import cuda_is_available, default_device, get_device, manual_seed, set_default_device
 from .gradcheck import GradcheckError, gradcheck
@@ -14,6 +14,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Function", "GradcheckError", "Tensor", "cuda_is_available", "default_device", "get_device",
-    "gradcheck", "is_grad_enabled", "manual_seed", "no_grad", "ones", "ops", "randn",
+    "gradcheck", "is_grad_enabled", "manual_seed", "nn", "no_grad", "ones", "ops", "randn",
     "set_default_device", "tensor", "unbroadcast", "zeros",
 ]  # fmt: skip

@@ -277,10 +277,10 @@ class Tensor:
         return elementwise.neg(self)
 
     def __matmul__(self, other):
-        return matmul.matmul(self, other)
+        return matmul_op(self, other)
 
     def __rmatmul__(self, other):
-        return matmul.matmul(other, self)
+        return matmul_op(other, self)
 
     def __getitem__(self, index):
         return shape.getitem(self, index)
@@ -362,7 +362,9 @@ class Tensor:
 
         pending = {id(self): grad}
         for tensor in reversed(_topological_order(self)):
-            grad = pending.pop(id(tensor))
+            grad = pending.pop(id(tensor), None)
+            if grad is None:  # every backward on the way returned None for it: it gets no gradient
+                continue
             function = tensor.creator
             if function is None:
                 tensor.grad = grad.copy() if tensor.grad is None else _accumulate(tensor.grad, grad)
@@ -425,4 +427,7 @@ def _shape_args(args: tuple) -> tuple:
 
 # The operators above call the ops, which import Tensor and Function from this module; so the
 # ops are imported last, once this module has defined everything they need.
-from .ops import elementwise, matmul, reduce, shape  # noqa: E402
+from .ops import elementwise, reduce, shape  # noqa: E402
+
+# ops/__init__.py rebinds the name `ops.matmul` to the function, so import the function itself.
+from .ops.matmul import matmul as matmul_op  # noqa: E402

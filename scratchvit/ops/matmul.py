@@ -23,10 +23,10 @@ class MatMul(Function):
         # da = g @ b^T, db = a^T @ g; vectors are treated as (1, n) / (n, 1) matrices
         a = self.a[None, :] if self.a.ndim == 1 else self.a
         b = self.b[:, None] if self.b.ndim == 1 else self.b
+        if self.b.ndim == 1:  # first: for vector @ vector, g is 0-d and gains its column axis here
+            grad = grad[..., None]
         if self.a.ndim == 1:
             grad = grad[..., None, :]
-        if self.b.ndim == 1:
-            grad = grad[..., None]
         grad_a = grad @ b.swapaxes(-1, -2)
         grad_b = a.swapaxes(-1, -2) @ grad
         grad_a = unbroadcast(grad_a, a.shape).reshape(self.a.shape)

@@ -21,7 +21,7 @@ class MaskAndScale(Function):
         return grad * self.mask
 
 
-def _keep_mask(x, shape: tuple, drop_prob: float):
+def keep_mask(x, shape: tuple, drop_prob: float):
     """0 or 1/keep_prob, of `shape`, in x's dtype, drawn on x's device."""
     data = x.data if isinstance(x, Tensor) else x
     keep_prob = 1.0 - drop_prob
@@ -43,7 +43,7 @@ def dropout(x, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    return MaskAndScale.apply(x, mask=_keep_mask(x, x.shape, p))
+    return MaskAndScale.apply(x, mask=keep_mask(x, x.shape, p))
 
 
 def drop_path(x, drop_prob: float = 0.0, training: bool = True) -> Tensor:
@@ -55,4 +55,4 @@ def drop_path(x, drop_prob: float = 0.0, training: bool = True) -> Tensor:
     if drop_prob == 1.0:
         return x * 0.0
     per_sample = (x.shape[0],) + (1,) * (x.ndim - 1)
-    return MaskAndScale.apply(x, mask=_keep_mask(x, per_sample, drop_prob))
+    return MaskAndScale.apply(x, mask=keep_mask(x, per_sample, drop_prob))

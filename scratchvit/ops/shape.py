@@ -70,7 +70,13 @@ class TakeAlongAxis(Function):
         # dx[..., indices[..., j, ...], ...] += g[..., j, ...]
         xp = xp_of(grad)
         grad_x = xp.zeros(self.input_shape, dtype=grad.dtype)
-        grid = list(xp.ix_(*[xp.arange(size) for size in self.indices.shape]))
+        # the grid spans the output (g's shape): indices and x may broadcast against each other
+        # off the axis, and a size-1 axis of x that was broadcast takes every position's gradient
+        ranges = [
+            xp.arange(n) if m != 1 else xp.zeros(n, dtype=xp.intp)
+            for n, m in zip(grad.shape, self.input_shape, strict=True)
+        ]
+        grid = list(xp.ix_(*ranges))
         grid[self.axis] = self.indices
         xp.add.at(grad_x, tuple(grid), grad)
         return grad_x
