@@ -8,12 +8,13 @@ from . import nn, ops
 from .autograd import Function, Tensor, is_grad_enabled, no_grad, unbroadcast
 from .backend import cuda_is_available, default_device, get_device, manual_seed, set_default_device
 from .gradcheck import GradcheckError, gradcheck
+from .models import create_model, list_models
 from .tensors import ones, randn, tensor, zeros
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Function", "GradcheckError", "Tensor", "cuda_is_available", "default_device", "get_device",
-    "gradcheck", "is_grad_enabled", "manual_seed", "nn", "no_grad", "ones", "ops", "randn",
-    "set_default_device", "tensor", "unbroadcast", "zeros",
+    "Function", "GradcheckError", "Tensor", "create_model", "cuda_is_available", "default_device",
+    "get_device", "gradcheck", "is_grad_enabled", "list_models", "manual_seed", "nn", "no_grad", "ones",
+    "ops", "randn", "set_default_device", "tensor", "unbroadcast", "zeros",
 ]  # fmt: skip

@@ -53,6 +53,23 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_summary(args) -> int:
+    """A per-layer table of a registered model: output shapes, parameters, multiply-adds."""
+    from .models import create_model
+    from .models.summary import input_shape_for, summarize
+
+    img_size = None if args.img_size is None else tuple(args.img_size)
+    if img_size is not None and len(img_size) > 2:
+        raise ValueError(f"--img-size takes H or H W, got {len(img_size)} numbers: {' '.join(map(str, img_size))}")
+    if img_size is not None and len(img_size) == 1:
+        img_size = img_size * 2
+    model = create_model(args.name, **({} if img_size is None else {"img_size": img_size}))
+    summary = summarize(model, input_shape_for(model, args.batch_size, img_size))
+    print(f"{args.name}")
+    print(summary.table(max_depth=args.depth))
+    return 0
+
+
 def _version() -> str:
     from . import __version__
 
@@ -85,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="versions, BLAS and devices", epilog="example: scratchvit info")
     _add_common(info)
     info.set_defaults(run=cmd_info)
+
+    summary = commands.add_parser(
+        "summary",
+        help="per-layer output shapes, parameters and multiply-adds of a model",
+        description="Run a registered model once on zeros and print, for every layer, its output shape, "
+        "parameters and multiply-adds (MACs), then the totals.",
+        epilog="example: scratchvit summary vit_base_patch16_224 --img-size 384 --depth 2",
+    )
+    _add_common(summary)
+    summary.add_argument("name", help="a registered model name (see sv.list_models())")
+    summary.add_argument("--img-size", type=int, nargs="+", metavar=("H", "W"),
+                         help="image size: H, or H W (default: the size the model is made for)")  # fmt: skip
+    summary.add_argument("--batch-size", type=int, default=1, help="images in the zero input batch (default 1)")
+    summary.add_argument("--depth", type=int, default=None, help="show layers down to this depth (default: all)")
+    summary.set_defaults(run=cmd_summary)
     return parser
 
 

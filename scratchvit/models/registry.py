@@ -27,6 +27,7 @@ def register_alias(alias: str, name: str) -> None:
 
 def list_models(pattern: str = "*") -> list:
     """Sorted names (aliases included) matching a shell-style pattern, e.g. "swin*"."""
+    _ensure_registered()
     names = set(_MODELS) | set(_ALIASES)
     return sorted(name for name in names if fnmatch.fnmatch(name, pattern))
 

@@ -1,0 +1,96 @@
+"""Batches of (images Tensor (B, C, H, W) float32, labels (B,) int64) from a data set."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import backend
+from ..autograd import Tensor
+
+
+class DataLoader:
+    """Iterate over `dataset` in batches; each `iter()` is one epoch.
+
+    >>> loader = DataLoader(load_dataset("digits"), batch_size=64, shuffle=True, seed=0, device="cuda")
+    >>> for images, labels in loader: ...        # Tensor (64, 1, 8, 8) on cuda, np int64 (64,)
+
+    Epoch k (counted from 0; each `iter()` starts the next one) shuffles with a generator
+    seeded by (seed, k), and the transform draws from another seeded by (seed, k), so an epoch
+    is a function of seed and k alone: `set_epoch(k)` before iterating replays epoch k, e.g.
+    when resuming from a checkpoint.
+
+    transform: called on each batch as `transform(images (B, C, H, W), rng)` (see transforms.py,
+    each image gets its own draw). device: where the image Tensors go (None: the default device,
+    `sv.default_device()`); labels stay a NumPy array, which the loss functions accept.
+
+    A data set with `.images` and `.labels` arrays (an ArrayDataset) is batched by indexing those
+    arrays; any other is read sample by sample with `dataset[i]`, and its images must all have one shape.
+    """
+
+    def __init__(self, dataset, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+                 transform=None, device=None):  # fmt: skip
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable as transform(images, rng), got {type(transform).__name__}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.transform = transform
+        self.device = backend.get_device(device)
+        self.epoch = 0
+        self._in_memory = isinstance(getattr(dataset, "images", None), np.ndarray) and isinstance(
+            getattr(dataset, "labels", None), np.ndarray
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next `iter()` epoch `epoch` (its order and augmentations are replayed exactly)."""
+        if not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        """The number of batches in an epoch."""
+        count = len(self.dataset) / self.batch_size
+        return math.floor(count) if self.drop_last else math.ceil(count)
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        return self._batches(epoch)
+
+    def _batches(self, epoch: int):
+        # Two independent streams per epoch, so the order does not depend on the transform and back.
+        order_rng, transform_rng = (np.random.default_rng([self.seed, epoch, stream]) for stream in (0, 1))
+        size = len(self.dataset)
+        order = order_rng.permutation(size) if self.shuffle else np.arange(size)
+        for batch_number in range(len(self)):
+            indices = order[batch_number * self.batch_size : (batch_number + 1) * self.batch_size]
+            images, labels = self._gather(indices)
+            if self.transform is not None:
+                images = self.transform(images, transform_rng)
+            yield Tensor(np.ascontiguousarray(images, dtype=np.float32), device=self.device), labels
+
+    def _gather(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """-> (images (B, C, H, W) float32, a fresh array; labels (B,) int64)"""
+        if self._in_memory:  # one fancy index per array, no Python loop over samples
+            return self.dataset.images[indices], self.dataset.labels[indices].astype(np.int64)
+        samples = [self.dataset[int(index)] for index in indices]
+        shapes = {np.shape(image) for image, _ in samples}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"the images of one batch have different shapes {sorted(shapes)}: give the data set a fixed "
+                "size, e.g. ImageFolder(root, image_size=224)"
+            )
+        images = np.stack([np.asarray(image, dtype=np.float32) for image, _ in samples])
+        return images, np.array([label for _, label in samples], dtype=np.int64)
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader({len(self.dataset)} samples, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+            f"seed={self.seed}, drop_last={self.drop_last}, device={self.device})"
+        )

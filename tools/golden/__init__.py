@@ -1,0 +1,1 @@
+"""Dev-only helpers for tools/make_golden.py."""
