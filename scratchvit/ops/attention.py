@@ -46,7 +46,8 @@ class ScaledDotProductAttention(Function):
         grad_scores -= (grad_scores * attention).sum(axis=-1, keepdims=True)
         grad_scores *= attention
         grad_bias = None if self.bias_shape is None else unbroadcast(grad_scores, self.bias_shape)
-        grad_scores *= self.scale
+        # not in place: when bias has the scores' full shape, unbroadcast returned grad_scores itself
+        grad_scores = grad_scores * self.scale
         grad_q = grad_scores @ self.k
         grad_k = grad_scores.swapaxes(-1, -2) @ self.q
         return (
