@@ -389,6 +389,10 @@ class SwinTransformer(Module):
                 if module.bias is not None:
                     init.zeros_(module.bias)
 
+    def no_weight_decay(self) -> set:
+        """Parameters the optimizer must not decay (timm's rule): every relative position bias table."""
+        return {name for name, _ in self.named_parameters() if "relative_position_bias_table" in name}
+
     def forward_features(self, images):
         """images: (B, C, H, W) -> (B, H', W', num_features), the normalised last-stage map."""
         x = self.patch_embed(images)  # (B, H/P, W/P, embed_dim); checks channels and image size

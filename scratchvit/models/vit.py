@@ -139,6 +139,10 @@ class VisionTransformer(nn.Module):
             tokens = tokens + pos_embed
         return self.pos_drop(tokens)
 
+    def no_weight_decay(self) -> set:
+        """Parameters the optimizer must not decay (timm's rule): the position embedding and class token."""
+        return {"pos_embed", "cls_token"}
+
     def forward_features(self, images):
         """images: (B, C, H, W) -> tokens (B, prefix + N, D) after the blocks and the final norm"""
         tokens = self.patch_embed(images)

@@ -1,0 +1,351 @@
+"""scratchvit's own checkpoints: one file holding everything a run needs to go on.
+
+A checkpoint holds the model's state_dict, the model's registry name and constructor keywords
+(so `load_checkpoint(path)` rebuilds the model alone), the optimizer's state, the schedule's
+position, the epoch and step, the random generators' states, and any extra JSON the caller adds.
+
+Two container formats, picked by the file name's suffix on save and sniffed from the bytes on load:
+
+- `.safetensors` (needs the `safetensors` package): the arrays as tensors, everything else as one
+  JSON string in the header's `__metadata__` under "scratchvit".
+- `.npz` (NumPy alone): the arrays as .npy members of a zip, everything else as one JSON string
+  in the member `__scratchvit__`; read with allow_pickle=False, so loading runs no code.
+
+A path without a suffix gets `.safetensors` when the package is installed, `.npz` otherwise.
+In the JSON, each array stands as {"__array__": name}, its name the dotted path where it sat
+("model.blocks.0.attn.qkv.weight", "optimizer.state.3.exp_avg").
+
+Files are written atomically: a temporary file in the same folder, flushed and fsynced, renamed
+over the target with os.replace, and the folder fsynced; a crash leaves the old file or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import backend
+from .errors import CheckpointError
+
+FORMAT_NAME = "scratchvit-checkpoint"
+FORMAT_VERSION = 1
+METADATA_KEY = "__scratchvit__"  # the npz member holding the JSON
+SAFETENSORS_METADATA_KEY = "scratchvit"  # the key in the safetensors header's __metadata__
+SUFFIXES = (".safetensors", ".npz")
+_ARRAY_DTYPE_KINDS = "biuf"  # bool, signed and unsigned integers, floats
+_SAFETENSORS_HINT = "pip install safetensors (or 'scratchvit[io]'), or use a .npz path"
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds. `model` is set by load_checkpoint (the model it loaded into
+    or rebuilt); read_checkpoint leaves it None."""
+
+    path: Path
+    state_dict: dict
+    model_name: str | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    model_class: str | None = None
+    optimizer: dict | None = None
+    schedule: dict | None = None
+    epoch: int | None = None
+    step: int | None = None
+    rng_state: dict | None = None
+    extra: dict = field(default_factory=dict)
+    model: object = None
+
+
+def _safetensors_available() -> bool:
+    try:
+        import safetensors  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _resolve_save_path(path) -> Path:
+    path = Path(path)
+    if path.suffix == "":
+        return path.with_name(path.name + (".safetensors" if _safetensors_available() else ".npz"))
+    if path.suffix not in SUFFIXES:
+        raise ValueError(
+            f"checkpoint path {str(path)!r} must end in .safetensors or .npz (or have no suffix), got {path.suffix!r}"
+        )
+    if path.suffix == ".safetensors" and not _safetensors_available():
+        raise ValueError(f"saving {path}: the .safetensors format needs the safetensors package: {_SAFETENSORS_HINT}")
+    return path
+
+
+# ---- JSON with arrays set aside --------------------------------------------------------------
+def _is_array(value) -> bool:
+    return isinstance(value, np.ndarray) or type(value).__module__.startswith("cupy")
+
+
+def _split_arrays(value, name: str, arrays: dict):
+    """`value` with every array replaced by {"__array__": name}; the arrays go into `arrays`."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if _is_array(value):
+        array = np.ascontiguousarray(backend.to_numpy(value))
+        if array.dtype.kind not in _ARRAY_DTYPE_KINDS:
+            raise TypeError(f"cannot save array {name!r} of dtype {array.dtype}: only bool, integer and float arrays")
+        if name in arrays:
+            raise ValueError(f"two arrays would be saved under the name {name!r}")
+        arrays[name] = array
+        return {"__array__": name}
+    if isinstance(value, dict):
+        return {str(key): _split_arrays(item, f"{name}.{key}", arrays) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split_arrays(item, f"{name}.{index}", arrays) for index, item in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"cannot save {name!r}: a {type(value).__name__} is neither an array nor JSON (number, str, list, dict)"
+    )
+
+
+def _join_arrays(value, arrays: dict, path: Path):
+    if isinstance(value, dict):
+        if set(value) == {"__array__"}:
+            if value["__array__"] not in arrays:
+                raise CheckpointError(
+                    f"{path}: damaged checkpoint: its metadata names the array {value['__array__']!r}, "
+                    "which the file lacks"
+                )
+            return arrays[value["__array__"]]
+        return {key: _join_arrays(item, arrays, path) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_join_arrays(item, arrays, path) for item in value]
+    return value
+
+
+# ---- writing ---------------------------------------------------------------------------------
+def write_atomically(path, write) -> None:
+    """Call write(binary_file) on a temporary file beside `path`, make it durable, rename it over
+    `path`, and fsync the folder. On any error the temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            if hasattr(os, "fchmod"):
+                os.fchmod(file.fileno(), 0o644)  # mkstemp's 0600 would hide the checkpoint from other users
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    if os.name == "posix":  # make the rename itself durable
+        folder = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+def _write_npz(file, arrays: dict, metadata_json: str) -> None:
+    np.savez(file, **arrays, **{METADATA_KEY: np.array(metadata_json)})
+
+
+def _write_safetensors(file, arrays: dict, metadata_json: str) -> None:
+    from safetensors.numpy import save
+
+    file.write(save(arrays, metadata={SAFETENSORS_METADATA_KEY: metadata_json}))
+
+
+def save_checkpoint(path, model, optimizer=None, schedule=None, *, epoch: int | None = None, step: int | None = None,
+                    rng_state: bool = True, extra: dict | None = None) -> Path:  # fmt: skip
+    """Write one checkpoint file, atomically; returns its path (a suffix is added when missing).
+
+    model: a Module (its state_dict; its model_name / model_kwargs when made by create_model).
+    optimizer, schedule: anything with state_dict(); rng_state: store backend.get_rng_state().
+    extra: JSON-able values of the caller's (e.g. a training history).
+    """
+    path = _resolve_save_path(path)
+    payload = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "model_name": getattr(model, "model_name", None),
+        "model_kwargs": getattr(model, "model_kwargs", {}),
+        "model_class": type(model).__name__,
+        "model": dict(model.state_dict()),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "schedule": None if schedule is None else schedule.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "rng_state": backend.get_rng_state() if rng_state else None,
+        "extra": extra or {},
+    }
+    arrays = {}
+    metadata = {key: _split_arrays(value, key, arrays) for key, value in payload.items()}
+    metadata_json = json.dumps(metadata, allow_nan=False)
+    writer = _write_safetensors if path.suffix == ".safetensors" else _write_npz
+    write_atomically(path, lambda file: writer(file, arrays, metadata_json))
+    return path
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def _sniff(path: Path) -> str:
+    """ "npz" or "safetensors", from the first bytes; CheckpointError otherwise."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            head = file.read(9)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read it: {error}") from error
+    if size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes), not a checkpoint")
+    if head.startswith(b"PK"):
+        return "npz"
+    if len(head) == 9 and head[8:9] == b"{":
+        header_length = int.from_bytes(head[:8], "little")
+        if header_length + 8 > size:
+            raise CheckpointError(
+                f"{path}: truncated safetensors file: its header says {header_length} bytes, the file has {size}"
+            )
+        return "safetensors"
+    raise CheckpointError(
+        f"{path}: not a checkpoint: neither an .npz (zip) nor a safetensors file (it starts with {head[:8]!r})"
+    )
+
+
+def _read_npz(path: Path) -> tuple:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if METADATA_KEY not in names:
+                shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+                raise CheckpointError(
+                    f"{path}: not a scratchvit checkpoint: the archive has no {METADATA_KEY!r} entry "
+                    f"(it holds: {shown or 'nothing'})"
+                )
+            metadata_json = str(archive[METADATA_KEY])
+            arrays = {name: archive[name] for name in names if name != METADATA_KEY}
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"{path}: cannot read it as .npz, the file is truncated or damaged ({type(error).__name__}: {error})"
+        ) from error
+    return metadata_json, arrays
+
+
+def _read_safetensors(path: Path) -> tuple:
+    try:
+        from safetensors import SafetensorError, safe_open
+    except ImportError:
+        raise CheckpointError(
+            f"{path}: is a safetensors file, and reading it needs the safetensors package: {_SAFETENSORS_HINT}"
+        ) from None
+    try:
+        with safe_open(str(path), framework="numpy") as file:
+            metadata = file.metadata() or {}
+            arrays = {name: file.get_tensor(name) for name in file.keys()}
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"{path}: cannot read it as safetensors, the file is truncated or damaged ({error})"
+        ) from error
+    if SAFETENSORS_METADATA_KEY not in metadata:
+        raise CheckpointError(
+            f"{path}: not a scratchvit checkpoint: a safetensors file without {SAFETENSORS_METADATA_KEY!r} "
+            "in its metadata (plain weights? load them with create_model(..., pretrained=path))"
+        )
+    return metadata[SAFETENSORS_METADATA_KEY], arrays
+
+
+def read_checkpoint(path) -> Checkpoint:
+    """Read a checkpoint file into a Checkpoint (arrays as NumPy); builds no model, touches no state.
+
+    Raises CheckpointError naming the file for an empty, truncated, damaged or foreign file, or
+    an array of a dtype other than bool, integer or float.
+    """
+    path = Path(path)
+    metadata_json, arrays = (_read_npz if _sniff(path) == "npz" else _read_safetensors)(path)
+    for name, array in arrays.items():
+        if array.dtype.kind not in _ARRAY_DTYPE_KINDS:
+            raise CheckpointError(
+                f"{path}: array {name!r} has the unknown dtype {array.dtype} (expected bool, integer or float)"
+            )
+    try:
+        metadata = json.loads(metadata_json)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: damaged checkpoint: its metadata is not valid JSON ({error})") from error
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path}: not a scratchvit checkpoint: its metadata has no format {FORMAT_NAME!r}")
+    if not isinstance(metadata.get("version"), int) or metadata["version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {metadata.get('version')!r}; "
+            f"this scratchvit reads versions up to {FORMAT_VERSION}"
+        )
+    content = _join_arrays(metadata, arrays, path)
+    if not isinstance(content.get("model"), dict):
+        raise CheckpointError(f"{path}: damaged checkpoint: it holds no model state_dict")
+    return Checkpoint(
+        path=path, state_dict=content["model"], model_name=content.get("model_name"),
+        model_kwargs=content.get("model_kwargs") or {}, model_class=content.get("model_class"),
+        optimizer=content.get("optimizer"), schedule=content.get("schedule"), epoch=content.get("epoch"),
+        step=content.get("step"), rng_state=content.get("rng_state"), extra=content.get("extra") or {},
+    )  # fmt: skip
+
+
+def load_checkpoint(path, model=None, optimizer=None, schedule=None, *, restore_rng: bool = False) -> Checkpoint:
+    """Read a checkpoint and put it back: the weights into `model` (rebuilt from the stored name and
+    keywords with scratchvit's create_model when None), and, when given, the optimizer's state and
+    the schedule's position; with restore_rng, the random generators too (for an exact resume).
+
+    Returns the Checkpoint, its `.model` the loaded model. A checkpoint of another model raises
+    CheckpointError naming every missing, unexpected and wrongly shaped key.
+    """
+    checkpoint = read_checkpoint(path)
+    path = checkpoint.path
+    if model is None:
+        if not checkpoint.model_name:
+            raise CheckpointError(
+                f"{path}: the checkpoint holds no model name (its model, a {checkpoint.model_class}, was not made by "
+                "create_model), so it cannot rebuild it: pass model= a model of that architecture"
+            )
+        from ..models.registry import create_model  # models sit above io; imported when needed
+
+        try:
+            model = create_model(checkpoint.model_name, **checkpoint.model_kwargs)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: cannot rebuild the model {checkpoint.model_name!r}: {error}") from error
+    try:
+        model.load_state_dict(checkpoint.state_dict)
+    except ValueError as error:
+        stored = checkpoint.model_name or checkpoint.model_class
+        raise CheckpointError(
+            f"{path}: this checkpoint of {stored} does not fit the {type(model).__name__} given: {error}"
+        ) from error
+    checkpoint.model = model
+    if optimizer is not None:
+        if checkpoint.optimizer is None:
+            raise CheckpointError(f"{path}: the checkpoint holds no optimizer state")
+        try:
+            optimizer.load_state_dict(checkpoint.optimizer)
+        except (ValueError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{path}: its optimizer state does not fit the optimizer given: {error}") from error
+    if schedule is not None:
+        if checkpoint.schedule is None:
+            raise CheckpointError(f"{path}: the checkpoint holds no schedule state")
+        schedule.load_state_dict(checkpoint.schedule)
+    if restore_rng:
+        if checkpoint.rng_state is None:
+            raise CheckpointError(f"{path}: the checkpoint holds no random generator state")
+        backend.set_rng_state(checkpoint.rng_state)
+    return checkpoint
