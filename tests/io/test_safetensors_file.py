@@ -1,0 +1,143 @@
+"""safetensors read with NumPy alone (float16 / bfloat16 widened to float32, damaged headers refused
+with the file named) and written with the safetensors package."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scratchvit.io.errors import CheckpointError
+from scratchvit.io.safetensors_file import bfloat16_to_float32, read_safetensors, write_safetensors
+from scratchvit.io.torch_zip import read_torch_zip
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _safetensors_bytes(header: dict, data: bytes) -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def test_timm_files_read_without_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # import safetensors now fails
+    state = read_safetensors(FIXTURES / "vit.safetensors")
+    reference = read_torch_zip(FIXTURES / "vit.pth")
+    assert state.keys() == reference.keys()
+    for name, array in reference.items():
+        np.testing.assert_array_equal(state[name], array, err_msg=name)
+        assert state[name].flags.writeable
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_is_widened_as_torch_rounded_it(dtype):
+    state = read_safetensors(FIXTURES / f"vit_{dtype}.safetensors")
+    from_torch = read_torch_zip(FIXTURES / f"vit_{dtype}.pth")["model"]  # the same tensors, torch.save'd
+    for name, array in from_torch.items():
+        assert state[name].dtype == np.float32
+        np.testing.assert_array_equal(state[name], array, err_msg=name)
+
+
+def test_bfloat16_widening_is_exact():
+    values = np.array([1.0, -2.5, 3.140625, 0.0, -0.0, np.inf, 2.0**-130], dtype=np.float32)
+    bits = (values.view(np.uint32) >> 16).astype(np.uint16)  # these values are exact in bfloat16
+    np.testing.assert_array_equal(bfloat16_to_float32(bits), values)
+
+
+def test_the_same_arrays_as_the_package_reads():
+    numpy_api = pytest.importorskip("safetensors.numpy")
+    for name in ("vit.safetensors", "vit_float16.safetensors", "swin.safetensors"):
+        ours, theirs = read_safetensors(FIXTURES / name), numpy_api.load_file(str(FIXTURES / name))
+        assert ours.keys() == theirs.keys()
+        for key, array in theirs.items():
+            np.testing.assert_array_equal(ours[key], array.astype(np.float32) if array.dtype == np.float16 else array)
+
+
+def test_every_dtype_and_an_empty_tensor(tmp_path):
+    arrays = {
+        "f64": np.array([1.5, -2.0]), "i64": np.array([-3, 4], np.int64), "i8": np.array([-1], np.int8),
+        "u8": np.array([255], np.uint8), "bool": np.array([True, False]), "empty": np.zeros((0, 3), np.float32),
+    }  # fmt: skip
+    names = {"f64": "F64", "i64": "I64", "i8": "I8", "u8": "U8", "bool": "BOOL", "empty": "F32"}
+    header, data = {}, b""
+    for key, array in arrays.items():
+        raw = array.tobytes()
+        header[key] = {
+            "dtype": names[key],
+            "shape": list(array.shape),
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
+        data += raw
+    path = tmp_path / "all.safetensors"
+    path.write_bytes(_safetensors_bytes(header, data))
+    state = read_safetensors(path)
+    for key, array in arrays.items():
+        assert state[key].dtype == array.dtype and state[key].shape == array.shape
+        np.testing.assert_array_equal(state[key], array)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "shorter than the 8-byte header length"),
+        (struct.pack("<Q", 1000) + b"{}", "header length says 1000 bytes"),
+        (struct.pack("<Q", 4) + b"{no}", "not JSON"),
+        (_safetensors_bytes({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\0\0"),
+         "unsupported dtype F8_E4M3"),
+        (_safetensors_bytes({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
+         "truncated safetensors file: tensor 'w' ends at byte 16"),
+        (_safetensors_bytes({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}, b"\0" * 16),
+         "needs 12 bytes"),
+        (_safetensors_bytes({"w": {"dtype": "F32", "shape": [2]}}, b""), "lacks dtype, shape or data_offsets"),
+        (_safetensors_bytes({"__metadata__": ["x"]}, b""), "__metadata__ is a list"),
+    ],
+    ids=["empty", "header past the end", "header not JSON", "float8", "data cut", "size mismatch", "no offsets",
+         "bad metadata"],  # fmt: skip
+)  # fmt: skip
+def test_damaged_files_name_the_file_and_the_fault(tmp_path, content, message):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"bad\.safetensors") as error:
+        read_safetensors(path)
+    assert message in str(error.value)
+
+
+def test_a_truncated_timm_file_is_refused(tmp_path):
+    data = (FIXTURES / "vit.safetensors").read_bytes()
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors: truncated"):
+        read_safetensors(path)
+
+
+def test_write_then_read_round_trips_with_metadata(tmp_path):
+    pytest.importorskip("safetensors")
+    from safetensors import safe_open
+
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3).T, "b": np.array([1, 2], np.int64)}
+    path = write_safetensors(tmp_path / "w.safetensors", arrays, metadata={"format": "pt"})
+    state = read_safetensors(path)
+    np.testing.assert_array_equal(state["a"], arrays["a"])
+    np.testing.assert_array_equal(state["b"], arrays["b"])
+    with safe_open(str(path), framework="numpy") as file:
+        assert file.metadata() == {"format": "pt"}
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary file left behind
+
+
+def test_writing_without_the_package_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(ImportError, match=r"pip install 'scratchvit\[io\]'"):
+        write_safetensors(tmp_path / "w.safetensors", {"a": np.zeros(2, np.float32)})
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_a_file_of_empty_tensors_only(tmp_path):
+    path = tmp_path / "empty_tensors.safetensors"
+    path.write_bytes(_safetensors_bytes({"w": {"dtype": "BF16", "shape": [0, 2], "data_offsets": [0, 0]}}, b""))
+    state = read_safetensors(path)
+    assert state["w"].shape == (0, 2) and state["w"].dtype == np.float32
