@@ -470,6 +470,45 @@ def _attention_dropout_inputs(rng, sizes, dtype, device):
     return _qkv(rng, sizes, dtype, device)
 
 
+# sizes: (windows per image G, images, heads, tokens, head_dim); qkv is (G * images, N, 3 * heads * head_dim)
+_SELF_ATTENTION_SIZES = (2, 2, 2, 3, 2)
+_SELF_ATTENTION_RANGES = ((1, 2), (1, 2), (1, 2), (1, 3), (1, 2))
+
+
+def _qkv_packed(rng, sizes, dtype, device) -> Tensor:
+    groups, images, heads, tokens, head_dim = sizes
+    return _leaf(_normal(rng, (groups * images, tokens, 3 * heads * head_dim)), dtype, device)
+
+
+def _self_attention_dropout_fixed(qkv, num_heads: int, dropout_p: float = 0.3):
+    with _fixed_device_rng(qkv.device, _MASK_SEED):
+        return F.multi_head_self_attention(qkv, num_heads, dropout_p=dropout_p, training=True)
+
+
+@_register("multi_head_self_attention", F.multi_head_self_attention, _SELF_ATTENTION_SIZES, _SELF_ATTENTION_RANGES)
+def _self_attention_inputs(rng, sizes, dtype, device):
+    return _qkv_packed(rng, sizes, dtype, device), sizes[2]
+
+
+@_register(
+    "multi_head_self_attention_bias_mask",
+    lambda qkv, heads, bias, mask: F.multi_head_self_attention(qkv, heads, bias=bias, mask=mask),
+    _SELF_ATTENTION_SIZES,
+    _SELF_ATTENTION_RANGES,
+)
+def _self_attention_bias_mask_inputs(rng, sizes, dtype, device):
+    groups, _, heads, tokens, _ = sizes  # Swin: a bias per head, a mask per window of each image
+    bias = _leaf(_normal(rng, (heads, tokens, tokens)), dtype, device)
+    mask = np.stack([np.where(_allowed(rng, tokens, tokens), 0.0, -100.0) for _ in range(groups)]).astype(dtype)
+    return _qkv_packed(rng, sizes, dtype, device), heads, bias, _constant(mask, device)
+
+
+@_register("multi_head_self_attention_dropout", _self_attention_dropout_fixed, _SELF_ATTENTION_SIZES,
+           _SELF_ATTENTION_RANGES)  # fmt: skip
+def _self_attention_dropout_inputs(rng, sizes, dtype, device):
+    return _qkv_packed(rng, sizes, dtype, device), sizes[2]
+
+
 # ---- vision rearrangements -------------------------------------------------------------------
 @_register(
     "patchify",

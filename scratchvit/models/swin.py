@@ -80,15 +80,14 @@ def relative_position_index(window_h: int, window_w: int) -> np.ndarray:
     return (offset_y * (2 * window_w - 1) + offset_x).astype(np.int64)
 
 
-def shifted_window_mask(resolution: tuple, window_size: tuple, shift_size: tuple) -> np.ndarray:
-    """(nW, N, N) float32 additive mask of the shifted windows (Sec. 3.2, Fig. 4): 0 between tokens
-    of one sub-window, -100 between tokens that the cyclic roll brought into one window from
-    non-adjacent places. Windows in window_partition's order (row of windows, then column).
+def shifted_window_regions(resolution: tuple, window_size: tuple, shift_size: tuple) -> np.ndarray:
+    """(H, W) int64: the region label of every position of the cyclically shifted map (Sec. 3.2,
+    Fig. 4), from which shifted_window_mask is built.
 
     Along each axis of length L the rolled map (shifted by -s) has three regions, as the reference:
     [0, L - M) never wraps, [L - M, L - s) is the last window's part that did not wrap, and
-    [L - s, L) came round from the start of the map. A token's label is its (row region, column
-    region); two tokens of a window may attend to each other only if their labels are equal.
+    [L - s, L) came round from the start of the map. A position's label is 3 * (row region) +
+    (column region); two tokens of a window may attend to each other only if their labels are equal.
     """
     height, width = resolution
     window_h, window_w = window_size
@@ -100,7 +99,18 @@ def shifted_window_mask(resolution: tuple, window_size: tuple, shift_size: tuple
             return np.zeros(length, dtype=np.int64)
         return (positions >= length - window).astype(np.int64) + (positions >= length - shift)
 
-    labels = regions(height, window_h, shift_size[0])[:, None] * 3 + regions(width, window_w, shift_size[1])[None, :]
+    return regions(height, window_h, shift_size[0])[:, None] * 3 + regions(width, window_w, shift_size[1])[None, :]
+
+
+def shifted_window_mask(resolution: tuple, window_size: tuple, shift_size: tuple) -> np.ndarray:
+    """(nW, N, N) float32 additive mask of the shifted windows (Sec. 3.2, Fig. 4): 0 between tokens
+    of one sub-window, -100 between tokens that the cyclic roll brought into one window from
+    non-adjacent places, i.e. tokens of different shifted_window_regions. Windows in
+    window_partition's order (row of windows, then column).
+    """
+    height, width = resolution
+    window_h, window_w = window_size
+    labels = shifted_window_regions(resolution, window_size, shift_size)
     # (H, W) -> (H/Mh, Mh, W/Mw, Mw) -> (H/Mh, W/Mw, Mh, Mw) -> (nW, N): window_partition's order
     windows = labels.reshape(height // window_h, window_h, width // window_w, window_w).transpose(0, 2, 1, 3)
     windows = windows.reshape(-1, window_h * window_w)
@@ -146,25 +156,16 @@ class WindowAttention(Module):
         if tokens != self.window_area or channels != self.dim:
             raise ValueError(f"WindowAttention expects (B * nW, {self.window_area}, {self.dim}) windows, "
                              f"got shape {tuple(x.shape)}")  # fmt: skip
-        # (B*nW, N, 3C) -> (B*nW, N, 3, heads, head_dim) -> (3, B*nW, heads, N, head_dim)
-        qkv = self.qkv(x).reshape(windows, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        bias = self.relative_position_bias()  # (heads, N, N), broadcast over every window
-        if mask is None:
-            x = F.scaled_dot_product_attention(q, k, v, bias=bias, dropout_p=self.attn_drop, training=self.training)
-        else:
-            mask = mask.data if isinstance(mask, Tensor) else mask
-            per_image = mask.shape[0]
-            if windows % per_image:
-                raise ValueError(f"WindowAttention: {windows} windows are not a whole number of images "
-                                 f"of {per_image} windows (the mask's first dim)")  # fmt: skip
-            # windows are image-major, so B*nW splits into (B, nW); the mask (nW, N, N) becomes
-            # (nW, 1, N, N) to broadcast over images and heads of the scores (B, nW, heads, N, N)
-            split = (windows // per_image, per_image, self.num_heads, tokens, self.head_dim)
-            mask = mask.astype(x.dtype, copy=False).reshape(per_image, 1, tokens, tokens)
-            x = F.scaled_dot_product_attention(q.reshape(split), k.reshape(split), v.reshape(split), bias=bias,
-                                               mask=mask, dropout_p=self.attn_drop, training=self.training)  # fmt: skip
-        x = x.reshape(windows, self.num_heads, tokens, self.head_dim).transpose(1, 2).reshape(windows, tokens, channels)
+        if isinstance(mask, Tensor):
+            mask = mask.data
+        if mask is not None and windows % mask.shape[0]:
+            raise ValueError(f"WindowAttention: {windows} windows are not a whole number of images "
+                             f"of {mask.shape[0]} windows (the mask's first dim)")  # fmt: skip
+        # the bias (heads, N, N) is added in every window; window w of each image gets mask[w]
+        # (windows are image-major, window_partition's order)
+        x = F.multi_head_self_attention(self.qkv(x), self.num_heads, bias=self.relative_position_bias(),
+                                        mask=None if mask is None else mask.astype(x.dtype, copy=False),
+                                        dropout_p=self.attn_drop, training=self.training)  # fmt: skip
         return self.proj_drop(self.proj(x))
 
     def own_macs(self, inputs, output) -> int:

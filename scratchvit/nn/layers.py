@@ -150,12 +150,7 @@ class Attention(Module):
 
     def forward(self, x):
         """x: (B, N, C) -> (B, N, C)"""
-        batch, tokens, channels = x.shape
-        # (B, N, 3C) -> (B, N, 3, heads, head_dim) -> (3, B, heads, N, head_dim)
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop, training=self.training)
-        x = x.transpose(1, 2).reshape(batch, tokens, channels)  # heads concatenated per token
+        x = F.multi_head_self_attention(self.qkv(x), self.num_heads, dropout_p=self.attn_drop, training=self.training)
         return self.proj_drop(self.proj(x))
 
     def extra_repr(self) -> str:

@@ -16,46 +16,98 @@ from ..backend import xp_of
 from .random import keep_mask
 
 
+def attention_forward(q, k, v, bias, mask, scale: float, dropout_mask):
+    """softmax(q k^T * scale + bias + mask) [dropped out] @ v -> (output, attention weights A).
+
+    q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv); bias, mask, dropout_mask broadcast to the
+    scores (..., Nq, Nk); dropout_mask holds 0 or 1 / keep_prob."""
+    xp = xp_of(q)
+    scores = q @ k.swapaxes(-1, -2)
+    scores *= scale
+    for term in (bias, mask):
+        if term is None:
+            continue
+        if np.broadcast_shapes(scores.shape, term.shape) == scores.shape:
+            scores += term
+        else:  # the term broadcasts the scores to a larger shape
+            scores = scores + term
+    scores -= scores.max(axis=-1, keepdims=True)  # softmax in place, shifted by the row max
+    xp.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    output = (scores if dropout_mask is None else scores * dropout_mask) @ v
+    return output, scores
+
+
+def attention_backward(grad, q, k, v, attention, scale: float, dropout_mask, bias_shape):
+    """Gradients of attention_forward: (dq, dk, dv) of the broadcast shapes, and dbias summed to bias_shape.
+
+    With D the dropout mask (1 without dropout) and A the attention weights:
+    dV = (A D)^T g;  dA = (g V^T) D;  dS = A * (dA - sum(dA * A));  dQ = dS K * scale;  dK = dS^T Q * scale
+    """
+    kept = attention if dropout_mask is None else attention * dropout_mask
+    grad_v = kept.swapaxes(-1, -2) @ grad
+    grad_scores = grad @ v.swapaxes(-1, -2)
+    if dropout_mask is not None:
+        grad_scores *= dropout_mask
+    grad_scores -= (grad_scores * attention).sum(axis=-1, keepdims=True)
+    grad_scores *= attention
+    grad_bias = None if bias_shape is None else unbroadcast(grad_scores, bias_shape)
+    # not in place: when bias has the scores' full shape, unbroadcast returned grad_scores itself
+    grad_scores = grad_scores * scale
+    return grad_scores @ k, grad_scores.swapaxes(-1, -2) @ q, grad_v, grad_bias
+
+
 class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, bias, mask, scale, dropout_mask):
-        """q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv); bias, mask broadcast to (..., Nq, Nk);
-        dropout_mask: None, or 0 / (1 / keep_prob) of the attention's shape (attention dropout)"""
-        xp = xp_of(q)
-        scores = q @ k.swapaxes(-1, -2)
-        scores *= scale
-        if bias is not None:
-            scores = scores + bias  # not in place: bias may broadcast scores to a larger shape
-        if mask is not None:
-            scores = scores + mask
-        scores -= scores.max(axis=-1, keepdims=True)  # softmax in place, shifted by the row max
-        xp.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        self.q, self.k, self.v, self.attention, self.scale = q, k, v, scores, scale
-        self.bias_shape, self.dropout_mask = (None if bias is None else bias.shape), dropout_mask
-        return (scores if dropout_mask is None else scores * dropout_mask) @ v
+        """q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv) -> (..., Nq, dv)"""
+        output, self.attention = attention_forward(q, k, v, bias, mask, scale, dropout_mask)
+        self.q, self.k, self.v, self.scale, self.dropout_mask = q, k, v, scale, dropout_mask
+        self.bias_shape = None if bias is None else bias.shape
+        return output
 
     def backward(self, grad):
-        # with D the dropout mask (1 without dropout) and A the attention:
-        # dV = (A D)^T g;  dA = (g V^T) D;  dS = A * (dA - sum(dA * A));  dQ = dS K * scale;  dK = dS^T Q * scale
-        attention, dropout_mask = self.attention, self.dropout_mask
-        kept = attention if dropout_mask is None else attention * dropout_mask
-        grad_v = kept.swapaxes(-1, -2) @ grad
-        grad_scores = grad @ self.v.swapaxes(-1, -2)
-        if dropout_mask is not None:
-            grad_scores *= dropout_mask
-        grad_scores -= (grad_scores * attention).sum(axis=-1, keepdims=True)
-        grad_scores *= attention
-        grad_bias = None if self.bias_shape is None else unbroadcast(grad_scores, self.bias_shape)
-        # not in place: when bias has the scores' full shape, unbroadcast returned grad_scores itself
-        grad_scores = grad_scores * self.scale
-        grad_q = grad_scores @ self.k
-        grad_k = grad_scores.swapaxes(-1, -2) @ self.q
+        # the attention gradients of attention_backward, summed to each input's shape
+        grad_q, grad_k, grad_v, grad_bias = attention_backward(
+            grad, self.q, self.k, self.v, self.attention, self.scale, self.dropout_mask, self.bias_shape
+        )
         return (
             unbroadcast(grad_q, self.q.shape),
             unbroadcast(grad_k, self.k.shape),
             unbroadcast(grad_v, self.v.shape),
             grad_bias,
         )
+
+
+class MultiHeadSelfAttention(Function):
+    """Attention straight from the qkv projection: heads are split and merged inside, so the
+    backward writes dq, dk and dv into one (B, N, 3C) gradient (no slicing ops, no zero-filled
+    buffers). Samples are viewed as (B / G, G) so a mask of G windows broadcasts (Swin)."""
+
+    def forward(self, qkv, bias, num_heads, mask, scale, dropout_mask):
+        """qkv: (B, N, 3C) laid out (3, heads, head_dim) per token -> (B, N, C), heads concatenated"""
+        batch, tokens, width = qkv.shape
+        groups = 1 if mask is None else mask.shape[0]
+        self.shape = (batch // groups, groups, tokens, 3, num_heads, width // (3 * num_heads))
+        heads = qkv.reshape(self.shape)
+        # q, k, v: views (B / G, G, heads, N, head_dim)
+        self.q, self.k, self.v = (heads[:, :, :, part].transpose(0, 1, 3, 2, 4) for part in range(3))
+        if mask is not None:
+            mask = mask[:, None]  # (G, 1, N, N): the same for every image and head
+        output, self.attention = attention_forward(self.q, self.k, self.v, bias, mask, scale, dropout_mask)
+        self.scale, self.dropout_mask = scale, dropout_mask
+        self.bias_shape = None if bias is None else bias.shape
+        return output.transpose(0, 1, 3, 2, 4).reshape(batch, tokens, width // 3)
+
+    def backward(self, grad):
+        # dq, dk, dv from attention_backward, written into their thirds of d(qkv)
+        outer, groups, tokens, _, num_heads, head_dim = self.shape
+        grad = grad.reshape(outer, groups, tokens, num_heads, head_dim).transpose(0, 1, 3, 2, 4)
+        grads = attention_backward(grad, self.q, self.k, self.v, self.attention, self.scale, self.dropout_mask,
+                                   self.bias_shape)  # fmt: skip
+        grad_qkv = xp_of(grad).empty(self.shape, dtype=grad.dtype)
+        for part in range(3):
+            grad_qkv[:, :, :, part] = grads[part].transpose(0, 1, 3, 2, 4)
+        return grad_qkv.reshape(outer * groups, tokens, -1), grads[3]
 
 
 def scaled_dot_product_attention(
@@ -93,6 +145,50 @@ def scaled_dot_product_attention(
             scores_shape = _broadcast_shapes(scores_shape, mask.shape)
         dropout_mask = keep_mask(q, scores_shape, dropout_p)
     return ScaledDotProductAttention.apply(q, k, v, bias, mask=mask, scale=scale, dropout_mask=dropout_mask)
+
+
+def multi_head_self_attention(qkv, num_heads: int, bias=None, mask=None, scale: float | None = None,
+                              dropout_p: float = 0.0, training: bool = True) -> Tensor:  # fmt: skip
+    """Multi-head self-attention from the qkv projection (ViT Appendix A, Eq. 5-8; Swin Eq. 4).
+
+    qkv: (B, N, 3C), the output of timm's qkv Linear: per token q, k, v, each as (heads, head_dim).
+    -> (B, N, C), the heads' outputs concatenated per token (ready for the output projection).
+    bias: (heads, N, N), differentiable (Swin's relative position bias), added to every sample.
+    mask: (G, N, N), additive and constant; sample b uses mask[b % G] (Swin's shifted-window mask,
+    G windows per image, windows image-major as window_partition orders them). B % G must be 0.
+    """
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * num_heads):
+        raise ValueError(f"multi_head_self_attention: qkv must be (B, N, 3 * C) with C divisible by num_heads "
+                         f"{num_heads}, got shape {tuple(qkv.shape)}")  # fmt: skip
+    batch, tokens, width = qkv.shape
+    head_dim = width // (3 * num_heads)
+    if bias is not None and not _broadcasts_to(tuple(bias.shape), (num_heads, tokens, tokens)):
+        raise ValueError(f"multi_head_self_attention: bias must broadcast to {(num_heads, tokens, tokens)}, "
+                         f"got {tuple(bias.shape)}")  # fmt: skip
+    if isinstance(mask, Tensor):
+        mask = mask.data
+    if mask is not None:
+        if mask.ndim != 3 or mask.shape[1:] != (tokens, tokens) or batch % mask.shape[0]:
+            raise ValueError(f"multi_head_self_attention: mask must be (G, {tokens}, {tokens}) with {batch} samples "
+                             f"a multiple of G, got shape {tuple(mask.shape)}")  # fmt: skip
+        if mask.dtype != qkv.dtype:
+            raise TypeError(f"multi_head_self_attention: mask has dtype {mask.dtype} but qkv has {qkv.dtype}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"attention dropout_p must be in [0, 1), got {dropout_p}")
+    groups = 1 if mask is None else mask.shape[0]
+    dropout_mask = None
+    if training and dropout_p > 0.0:
+        dropout_mask = keep_mask(qkv, (batch // groups, groups, num_heads, tokens, tokens), dropout_p)
+    scale = 1 / math.sqrt(head_dim) if scale is None else float(scale)
+    return MultiHeadSelfAttention.apply(qkv, bias, num_heads=num_heads, mask=mask, scale=scale,
+                                        dropout_mask=dropout_mask)  # fmt: skip
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
 
 
 def _broadcast_shapes(*shapes) -> tuple:

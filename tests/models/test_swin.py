@@ -220,18 +220,18 @@ def test_shifted_window_block_equals_naive_global_attention(drawn):
     upstream = np.random.default_rng(seed + 2).standard_normal(values.shape)
 
     recorded = []
-    original = F.scaled_dot_product_attention
+    original = F.multi_head_self_attention
 
-    def recording(q, k, v, bias=None, mask=None, **options):
-        recorded.append((q.data, k.data, bias.data, mask))
-        return original(q, k, v, bias=bias, mask=mask, **options)
+    def recording(qkv, num_heads, bias=None, mask=None, **options):
+        recorded.append((qkv.data, num_heads, bias.data, mask))
+        return original(qkv, num_heads, bias=bias, mask=mask, **options)
 
-    F.scaled_dot_product_attention = recording  # the block calls it as F.scaled_dot_product_attention
+    F.multi_head_self_attention = recording  # the block calls it as F.multi_head_self_attention
     try:
         x = sv.Tensor(values, requires_grad=True)
         output = block(x)
     finally:
-        F.scaled_dot_product_attention = original
+        F.multi_head_self_attention = original
     output.backward(upstream)
     gradients = {name: p.grad.copy() for name, p in block.named_parameters()}
     block.zero_grad()
@@ -245,8 +245,12 @@ def test_shifted_window_block_equals_naive_global_attention(drawn):
         np.testing.assert_allclose(gradients[name], parameter.grad, rtol=1e-8, atol=1e-9, err_msg=name)
 
     # the block's own attention weights across shifted sub-windows vanish after the softmax
-    [(q, k, bias, mask)] = recorded
+    [(qkv, num_heads, bias, mask)] = recorded
     if mask is not None:
+        windows, tokens, _ = qkv.shape  # windows image-major: (images, windows per image, ...)
+        heads = qkv.reshape(windows // mask.shape[0], mask.shape[0], tokens, 3, num_heads, -1)
+        q, k = (heads[:, :, :, part].transpose(0, 1, 3, 2, 4) for part in range(2))
+        mask = mask[:, None]  # (windows per image, 1, N, N) over images and heads
         scores = q @ np.swapaxes(k, -1, -2) * q.shape[-1] ** -0.5 + bias + mask
         weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
         weights /= weights.sum(axis=-1, keepdims=True)

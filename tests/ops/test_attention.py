@@ -110,3 +110,46 @@ def test_attention_errors_name_the_argument(device):
         F.scaled_dot_product_attention(q, q, q, mask=device.xp.zeros((4, 4), dtype=np.float32))
     with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\), got 1.5"):
         F.scaled_dot_product_attention(q, q, q, dropout_p=1.5)
+
+
+@given(
+    sizes=st.tuples(small, small, small, small, small),
+    with_bias=st.booleans(),
+    with_mask=st.booleans(),
+    seed=seeds,
+)
+def test_multi_head_self_attention_equals_split_heads_and_attention(device, sizes, with_bias, with_mask, seed):
+    """The fused op from packed qkv equals slicing q, k, v out of it with primitives, attending per
+    head with the window mask of each sample (mask[b % G]), and concatenating the heads."""
+    groups, images, heads, tokens, head_dim = sizes
+    batch, width = groups * images, heads * head_dim
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal((batch, tokens, 3 * width))]
+    if with_bias:
+        arrays.append(rng.standard_normal((heads, tokens, tokens)))
+    allowed = rng.random((groups, tokens, tokens)) < 0.6
+    allowed[:, :, 0] = True
+    mask = device.xp.asarray(np.where(allowed, 0.0, -100.0)) if with_mask else None
+
+    def fused(qkv, bias=None):
+        return F.multi_head_self_attention(qkv, heads, bias=bias, mask=mask)
+
+    def composed(qkv, bias=None):
+        split = F.permute(F.reshape(qkv, (batch, tokens, 3, heads, head_dim)), (2, 0, 3, 1, 4))
+        per_sample_mask = None
+        if mask is not None:  # sample b = (image, window) image-major takes mask[b % G]
+            per_sample_mask = device.xp.tile(mask, (images, 1, 1))[:, None]
+        out = attention_reference(split[0], split[1], split[2], bias=bias, mask=per_sample_mask)
+        return F.reshape(F.transpose(out, 1, 2), (batch, tokens, width))
+
+    assert_same_value_and_grads(fused, composed, arrays, device, seed)
+
+
+def test_multi_head_self_attention_rejects_bad_shapes():
+    qkv = sv.zeros(4, 3, 12)
+    with pytest.raises(ValueError, match="divisible by num_heads 5"):
+        F.multi_head_self_attention(qkv, 5)
+    with pytest.raises(ValueError, match=r"mask must be \(G, 3, 3\) with 4 samples a multiple of G"):
+        F.multi_head_self_attention(qkv, 2, mask=np.zeros((3, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="bias must broadcast to"):
+        F.multi_head_self_attention(qkv, 2, bias=sv.zeros(3, 3, 3))
