@@ -1,26 +1,174 @@
-"""The `scratchvit` command. Each sub-command is one function; `scratchvit CMD --help` shows an example."""
+"""The `scratchvit` command: argparse sub-commands, each a small function that calls the library (the
+training commands call scratchvit.recipes, whose keywords the parser's names match); `scratchvit CMD
+--help` ends with an example.
+
+A wrong argument, a missing file, a data set or checkpoint in the wrong format, a device that is
+not there: one line on stderr, `scratchvit CMD: error: ...`, and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
 import platform
 import sys
+import textwrap
 
 import numpy as np
 
-from . import backend
+from . import backend, recipes
+from .data import DATASET_NAMES
+from .recipes import DEFAULT_OUT, SCHEDULES, WORKLOADS
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a wrong argument as one line and exit code 2."""
 
     def error(self, message):
-        self.exit(2, f"scratchvit: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, writes_files: bool = False) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $SCRATCHVIT_DEVICE or cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every random generator (default 0)")
+    if writes_files:
+        parser.add_argument("--out", dest="out_dir", default=DEFAULT_OUT, metavar="DIR",
+                            help=f"folder for what the command writes (default ./{DEFAULT_OUT}/)")  # fmt: skip
+
+
+def _key_value(text: str) -> tuple:
+    """'KEY=VALUE' -> (KEY, VALUE as a Python literal, or the text itself when it is not one)."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a keyword name, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value  # a bare word: global_pool=avg
+
+
+def _image_size(values):
+    """--img-size H [W] -> None, H, or (H, W)."""
+    if values is None:
+        return None
+    if len(values) > 2:
+        raise ValueError(f"--img-size takes H or H W, got {len(values)} numbers: {' '.join(map(str, values))}")
+    return values[0] if len(values) == 1 or values[0] == values[1] else tuple(values)
+
+
+def _add_img_size(parser, default_text: str) -> None:
+    parser.add_argument("--img-size", type=int, nargs="+", metavar=("H", "W"),
+                        help=f"image size: H, or H W (default: {default_text})")  # fmt: skip
+
+
+def _add_model_overrides(parser) -> None:
+    group = parser.add_argument_group("model keywords (timm's names; default: the registered configuration)")
+    _add_img_size(group, "the data set's")
+    group.add_argument("--patch-size", type=int, help="patch size P")
+    group.add_argument("--embed-dim", type=int, help="token width D")
+    group.add_argument("--depth", type=int, help="number of blocks")
+    group.add_argument("--num-heads", type=int, help="attention heads")
+    group.add_argument("--model-arg", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="any other keyword as a Python literal (repeatable), e.g. drop_path_rate=0.1")  # fmt: skip
+
+
+def _model_kwargs(args) -> dict:
+    """The model keywords given on the command line."""
+    named = {"img_size": _image_size(args.img_size), "patch_size": args.patch_size, "embed_dim": args.embed_dim,
+             "depth": args.depth, "num_heads": args.num_heads}  # fmt: skip
+    kwargs = {key: value for key, value in named.items() if value is not None}
+    for key, value in args.model_arg:
+        if key in kwargs:
+            raise ValueError(f"--model-arg {key}= gives a value that was given already ({kwargs[key]!r})")
+        kwargs[key] = value
+    return kwargs
+
+
+def _add_data(parser) -> None:
+    parser.add_argument("--data", default="digits", choices=DATASET_NAMES,
+                        help="data set (default digits, which ships with scikit-learn)")  # fmt: skip
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="the data set's folder (all but digits): the idx, CIFAR or image files")  # fmt: skip
+
+
+def _add_training(parser, epochs: int, batch_size: int, warmup_text: str = "a tenth of --epochs") -> None:
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per step (default {batch_size})")
+    parser.add_argument("--warmup-epochs", type=float, help=f"linear lr warmup (default: {warmup_text})")
+    parser.add_argument("--resume", metavar="PATH", help="a checkpoint of this run to go on from")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars or per-epoch lines")  # fmt: skip
+
+
+def _add_base_lr(parser, blr: float) -> None:
+    parser.add_argument("--blr", type=float, default=blr, help=f"base lr: lr = blr * batch_size / 256 (default {blr})")
+    parser.add_argument("--lr", type=float, help="absolute lr (overrides --blr)")
+
+
+def _call(recipe, args, **computed):
+    """Call `recipe` with every parsed argument named as one of its parameters (the parser's dest
+    names are the recipes' keywords), and the `computed` ones."""
+    if getattr(args, "data", "digits") != "digits" and args.data_root is None:
+        raise ValueError(f"--data {args.data} needs --data-root DIR, the folder that holds its files")
+    parameters = inspect.signature(recipe).parameters
+    given = {name: value for name, value in vars(args).items() if name in parameters}
+    return recipe(**{**given, **computed})
+
+
+def cmd_demo(args) -> int:
+    """The digits demo: a small ViT trained, evaluated and drawn (scratchvit.demo.run_demo)."""
+    from .demo import run_demo  # matplotlib and scikit-learn are needed by this command only
+
+    _call(run_demo, args, epochs=2 if args.quick else args.epochs)
+    return 0
+
+
+def cmd_train(args) -> int:
+    """Train a classifier (recipes.train_classifier)."""
+    _call(recipes.train_classifier, args, model_kwargs=_model_kwargs(args))
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    """MAE pre-training (recipes.pretrain_mae)."""
+    _call(recipes.pretrain_mae, args, model_kwargs=_model_kwargs(args))
+    return 0
+
+
+def cmd_linprobe(args) -> int:
+    """Linear probe of an MAE encoder (recipes.linear_probe)."""
+    _call(recipes.linear_probe, args, img_size=_image_size(args.img_size))
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    """Fine-tune an MAE encoder (recipes.fine_tune)."""
+    _call(recipes.fine_tune, args, img_size=_image_size(args.img_size))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    """Top-1 / top-5 of a classifier on a data split (recipes.evaluate_model)."""
+    if (args.checkpoint is None) == (args.pretrained is None) or (args.model_name is None) == (args.checkpoint is None):
+        raise ValueError("give --checkpoint PATH (a scratchvit checkpoint), or --model NAME with --pretrained PATH")
+    _call(recipes.evaluate_model, args, model_kwargs=_model_kwargs(args))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """A weights file of any readable format -> a timm-keyed safetensors file (io.convert_checkpoint)."""
+    from .io import convert_checkpoint
+
+    written = convert_checkpoint(args.src, args.dst, args.model_name, **_model_kwargs(args))
+    print(f"wrote {written} ({args.model_name}, timm's keys)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    """Median training-step time on a workload, and with --profile the time per op (recipes.benchmark)."""
+    _call(recipes.benchmark, args)
+    return 0
 
 
 def cmd_gradcheck(args) -> int:
@@ -58,11 +206,7 @@ def cmd_summary(args) -> int:
     from .models import create_model
     from .models.summary import input_shape_for, summarize
 
-    img_size = None if args.img_size is None else tuple(args.img_size)
-    if img_size is not None and len(img_size) > 2:
-        raise ValueError(f"--img-size takes H or H W, got {len(img_size)} numbers: {' '.join(map(str, img_size))}")
-    if img_size is not None and len(img_size) == 1:
-        img_size = img_size * 2
+    img_size = _image_size(args.img_size)
     model = create_model(args.name, **({} if img_size is None else {"img_size": img_size}))
     summary = summarize(model, input_shape_for(model, args.batch_size, img_size))
     print(f"{args.name}")
@@ -85,51 +229,190 @@ def _blas_name() -> str:
         return "unknown"
 
 
+def _command(commands, name: str, help_text: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A sub-command whose --help ends with an example command line, kept on one line to copy."""
+    return commands.add_parser(name, help=help_text, description=textwrap.fill(description, 100),
+                               epilog=f"example:\n  {example}",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scratchvit", description="Vision Transformers from scratch on NumPy or CuPy.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    gradcheck = commands.add_parser(
-        "gradcheck",
-        help="check every op's gradient by finite differences",
-        description="Check every op's backward against float64 central differences.",
-        epilog="example: scratchvit gradcheck --op softmax",
-    )
+    demo = _command(commands, "demo", "train a small ViT on the digits and draw what it learned",
+                    "Train a 136k-parameter ViT on scikit-learn's 8x8 digits (AdamW, one-cycle, label smoothing), "
+                    "then write training curves, test predictions and attention maps as PNGs into --out.",
+                    "scratchvit demo --epochs 30 --out runs/demo")  # fmt: skip
+    _add_common(demo, writes_files=True)
+    demo.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
+    demo.add_argument("--quick", action="store_true", help="2 epochs: a smoke test, not a trained model")
+    demo.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    demo.set_defaults(run=cmd_demo)
+
+    train = _command(commands, "train", "train a classifier (ViT, Swin) on a data set",
+                     "Train a registered classifier from scratch (or from --pretrained weights) with AdamW, "
+                     "label smoothing and a cosine or one-cycle schedule, evaluating on the test split after "
+                     "every epoch. num_classes, in_chans and img_size default to the data set's. Writes "
+                     "checkpoint.npz and metrics.jsonl into --out.",
+                     "scratchvit train --model vit_tiny_patch16_224 --data digits --patch-size 2 --embed-dim 64 "
+                     "--depth 4 --num-heads 4 --epochs 30 --out runs/vit")  # fmt: skip
+    _add_common(train, writes_files=True)
+    train.add_argument("--model", dest="model_name", required=True, help="a registered classifier (sv.list_models())")
+    _add_data(train)
+    _add_training(train, epochs=30, batch_size=64, warmup_text="a tenth of --epochs (onecycle: 30%% of the steps)")
+    train.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    train.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
+    train.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
+    train.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="default cosine")
+    train.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
+    train.add_argument("--pretrained", metavar="PATH",
+                       help="start from these weights (.pth, .safetensors, .npz); a head for other classes "
+                       "is made new")  # fmt: skip
+    _add_model_overrides(train)
+    train.set_defaults(run=cmd_train)
+
+    pretrain = _command(commands, "pretrain", "pre-train a masked autoencoder (MAE)",
+                        "MAE pre-training as He et al. 2022, Appendix A.1: AdamW betas (0.9, 0.95), weight decay "
+                        "0.05, lr = blr * batch / 256 with blr 1.5e-4, cosine schedule after a linear warmup, mask "
+                        "ratio 0.75, random-resized crops and flips. in_chans and img_size default to the data "
+                        "set's. Writes checkpoint.npz and metrics.jsonl into --out.",
+                        "scratchvit pretrain --model mae_vit_base_patch16 --data cifar10 --data-root data/cifar "
+                        "--patch-size 4 --epochs 100 --norm-pix-loss --out runs/mae")  # fmt: skip
+    _add_common(pretrain, writes_files=True)
+    pretrain.add_argument("--model", dest="model_name", default="mae_vit_base_patch16",
+                          help="a registered MAE (default %(default)s)")
+    _add_data(pretrain)
+    _add_training(pretrain, epochs=400, batch_size=64)
+    _add_base_lr(pretrain, 1.5e-4)
+    pretrain.add_argument("--weight-decay", type=float, default=0.05, help="default 0.05")
+    pretrain.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches removed (default 0.75)")
+    pretrain.add_argument("--norm-pix-loss", action="store_true", help="reconstruct per-patch normalised pixels")
+    pretrain.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
+    _add_model_overrides(pretrain)
+    pretrain.set_defaults(run=cmd_pretrain)
+
+    linprobe = _command(commands, "linprobe", "linear probe of a pre-trained MAE encoder",
+                        "Freeze an MAE encoder and train BatchNorm1d + a linear head on its class token, as "
+                        "main_linprobe.py. The paper trains the head with LARS at batch 16,384; this uses SGD "
+                        "with momentum 0.9 (or --optimizer adamw), no weight decay, cosine schedule after warmup. "
+                        "Writes checkpoint.npz and metrics.jsonl into --out.",
+                        "scratchvit linprobe --checkpoint runs/mae/checkpoint.npz --data cifar10 "
+                        "--data-root data/cifar --out runs/linprobe")  # fmt: skip
+    _add_common(linprobe, writes_files=True)
+    linprobe.add_argument("--checkpoint", required=True, metavar="PATH", help="an MAE checkpoint from `pretrain`")
+    _add_data(linprobe)
+    _add_training(linprobe, epochs=90, batch_size=256)
+    _add_base_lr(linprobe, 0.1)
+    linprobe.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="default sgd (momentum 0.9)")
+    linprobe.add_argument("--weight-decay", type=float, default=0.0, help="default 0, as MoCo v1 and MAE")
+    _add_img_size(linprobe, "the MAE's; the position embedding is resampled")
+    linprobe.set_defaults(run=cmd_linprobe)
+
+    finetune = _command(commands, "finetune", "fine-tune a pre-trained MAE encoder end to end",
+                        "Fine-tune an MAE encoder with a new head on the mean of its patch tokens, as "
+                        "main_finetune.py: AdamW with layer-wise lr decay, weight decay 0.05, drop path 0.1, label "
+                        "smoothing 0.1, cosine schedule after warmup (without RandAugment, mixup, cutmix or random "
+                        "erasing). Writes checkpoint.npz and metrics.jsonl into --out.",
+                        "scratchvit finetune --checkpoint runs/mae/checkpoint.npz --data cifar10 "
+                        "--data-root data/cifar --epochs 50 --out runs/finetune")  # fmt: skip
+    _add_common(finetune, writes_files=True)
+    finetune.add_argument("--checkpoint", required=True, metavar="PATH", help="an MAE checkpoint from `pretrain`")
+    _add_data(finetune)
+    _add_training(finetune, epochs=50, batch_size=64)
+    _add_base_lr(finetune, 1e-3)
+    finetune.add_argument("--weight-decay", type=float, default=0.05, help="default 0.05")
+    finetune.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise lr decay (default 0.75)")
+    finetune.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate (default 0.1)")
+    finetune.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
+    finetune.add_argument("--min-lr", type=float, default=1e-6, help="the cosine's end (default 1e-6)")
+    finetune.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
+    _add_img_size(finetune, "the MAE's; the position embedding is resampled")
+    finetune.set_defaults(run=cmd_finetune)
+
+    evaluation = _command(commands, "eval", "top-1 / top-5 accuracy of a classifier on a data split",
+                          "Evaluate a checkpoint of ours (the model is rebuilt from it alone), or a registered "
+                          "model with --pretrained weights of any format. Prints top-1, top-5 and the loss; "
+                          "writes eval.json into --out.",
+                          "scratchvit eval --checkpoint runs/vit/checkpoint.npz --data digits")  # fmt: skip
+    _add_common(evaluation, writes_files=True)
+    evaluation.add_argument("--checkpoint", metavar="PATH", help="a checkpoint written by scratchvit")
+    evaluation.add_argument("--model", dest="model_name", help="a registered model name, with --pretrained")
+    evaluation.add_argument("--pretrained", metavar="PATH", help="weights for --model (.pth, .safetensors, .npz)")
+    _add_data(evaluation)
+    evaluation.add_argument("--split", choices=("train", "test"), default="test", help="default test")
+    evaluation.add_argument("--batch-size", type=int, default=256, help="default 256")
+    _add_model_overrides(evaluation)
+    evaluation.set_defaults(run=cmd_eval)
+
+    summary = _command(commands, "summary", "per-layer output shapes, parameters and multiply-adds of a model",
+                       "Run a registered model once on zeros and print, for every layer, its output shape, "
+                       "parameters and multiply-adds (MACs), then the totals.",
+                       "scratchvit summary vit_base_patch16_224 --img-size 384 --depth 2")  # fmt: skip
+    _add_common(summary)
+    summary.add_argument("name", help="a registered model name (see sv.list_models())")
+    _add_img_size(summary, "the size the model is made for")
+    summary.add_argument("--batch-size", type=int, default=1, help="images in the zero input batch (default 1)")
+    summary.add_argument("--depth", type=int, default=None, help="show layers down to this depth (default: all)")
+    summary.set_defaults(run=cmd_summary)
+
+    gradcheck = _command(commands, "gradcheck", "check every op's gradient by finite differences",
+                         "Check every op's backward against float64 central differences.",
+                         "scratchvit gradcheck --op softmax")  # fmt: skip
     _add_common(gradcheck)
     gradcheck.add_argument("--op", action="append", help="check only this op (repeatable)")
     gradcheck.set_defaults(run=cmd_gradcheck)
 
-    info = commands.add_parser("info", help="versions, BLAS and devices", epilog="example: scratchvit info")
+    convert = _command(commands, "convert", "convert weights to a timm-keyed safetensors file",
+                       "Read a weights file of any format scratchvit reads (torch .pth, safetensors, big_vision "
+                       ".npz, our checkpoints) into a registered model and write its state_dict, timm's keys, as "
+                       "safetensors (needs the safetensors package).",
+                       "scratchvit convert swin_tiny_patch4_window7_224.pth swin_t.safetensors "
+                       "--model swin_tiny_patch4_window7_224")  # fmt: skip
+    _add_common(convert)
+    convert.add_argument("src", help="the weights file to read")
+    convert.add_argument("dst", help="the .safetensors file to write")
+    convert.add_argument("--model", dest="model_name", required=True, help="the registered model the weights belong to")
+    _add_model_overrides(convert)
+    convert.set_defaults(run=cmd_convert)
+
+    bench = _command(commands, "bench", "time a training step; --profile shows where the time goes",
+                     "Median time of a training step (forward, backward, AdamW update) on a named workload, "
+                     "random images and labels. With --profile, one more step timed op by op: milliseconds per "
+                     "op family and per op, forward and backward. Writes bench.json into --out.",
+                     "scratchvit bench vit_digits_b64 --steps 5 --profile")  # fmt: skip
+    _add_common(bench, writes_files=True)
+    bench.add_argument("workload", choices=list(WORKLOADS), help="model, patch, image size, batch: %(choices)s")
+    bench.add_argument("--steps", type=int, default=7, help="timed steps; the median is reported (default 7)")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    bench.add_argument("--profile", action="store_true", help="time one step op by op")
+    bench.set_defaults(run=cmd_bench)
+
+    info = _command(commands, "info", "versions, BLAS and devices", "Versions, the BLAS NumPy uses, the devices.",
+                    "scratchvit info")  # fmt: skip
     _add_common(info)
     info.set_defaults(run=cmd_info)
-
-    summary = commands.add_parser(
-        "summary",
-        help="per-layer output shapes, parameters and multiply-adds of a model",
-        description="Run a registered model once on zeros and print, for every layer, its output shape, "
-        "parameters and multiply-adds (MACs), then the totals.",
-        epilog="example: scratchvit summary vit_base_patch16_224 --img-size 384 --depth 2",
-    )
-    _add_common(summary)
-    summary.add_argument("name", help="a registered model name (see sv.list_models())")
-    summary.add_argument("--img-size", type=int, nargs="+", metavar=("H", "W"),
-                         help="image size: H, or H W (default: the size the model is made for)")  # fmt: skip
-    summary.add_argument("--batch-size", type=int, default=1, help="images in the zero input batch (default 1)")
-    summary.add_argument("--depth", type=int, default=None, help="show layers down to this depth (default: all)")
-    summary.set_defaults(run=cmd_summary)
     return parser
 
 
+_USER_ERRORS = (ValueError, TypeError, RuntimeError, OSError, ImportError)  # bad input, files, missing packages
+
+
 def main(argv=None) -> int:
+    """Run the command line `argv` (default sys.argv[1:]); returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help (0) or a wrong argument, already reported on one line (2)
+        return exit_request.code if isinstance(exit_request.code, int) else 2
     try:
         if args.device is not None:
             backend.set_default_device(args.device)
         backend.manual_seed(args.seed)
         return args.run(args)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError) as error:
-        print(f"scratchvit {args.command}: error: {error}", file=sys.stderr)
+    except _USER_ERRORS as error:
+        message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"scratchvit {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

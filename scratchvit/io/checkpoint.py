@@ -94,7 +94,7 @@ def _split_arrays(value, name: str, arrays: dict):
     if isinstance(value, np.generic):
         return value.item()
     if _is_array(value):
-        array = np.ascontiguousarray(backend.to_numpy(value))
+        array = np.require(backend.to_numpy(value), requirements="C")  # ascontiguousarray would make 0-d 1-d
         if array.dtype.kind not in _ARRAY_DTYPE_KINDS:
             raise TypeError(f"cannot save array {name!r} of dtype {array.dtype}: only bool, integer and float arrays")
         if name in arrays:

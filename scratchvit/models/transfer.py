@@ -16,7 +16,6 @@ Only the pooling differs between the recipes:
   final `norm`, i.e. timm's global_pool='token'. The head is trunc_normal(std=0.01), preceded by a
   BatchNorm1d(affine=False, eps=1e-6) on the features (Appendix A.2: normalising the pre-trained
   features helps the probe), and everything but the head is frozen: `prepare_linear_probe`.
-  scratchvit has no BatchNorm layer yet, so that feature normalisation is not part of the model here.
 
 When the classifier is built for another image size, the position embedding is resampled
 bicubically as the official interpolate_pos_embed does (not antialiased, class-token row kept).
@@ -25,7 +24,7 @@ bicubically as the official interpolate_pos_embed does (not antialiased, class-t
 from __future__ import annotations
 
 from ..autograd import Tensor
-from ..nn import LayerNorm, init
+from ..nn import BatchNorm1d, LayerNorm, Linear, Sequential, init
 from .mae import MaskedAutoencoderViT
 from .pos_embed import resample_abs_pos_embed
 from .vit import VisionTransformer
@@ -90,12 +89,20 @@ def vit_from_mae(mae: MaskedAutoencoderViT, num_classes: int, global_pool: str =
 
 def prepare_linear_probe(vit: VisionTransformer, head_init_std: float = 0.01) -> VisionTransformer:
     """main_linprobe.py's set-up of a vit_from_mae(..., global_pool='token') classifier: the head
-    re-drawn trunc_normal(std=0.01) (following MoCo v3) with zero bias, every other parameter frozen
-    (requires_grad=False), so only the linear classifier trains. Returns `vit`, changed in place."""
+    re-drawn trunc_normal(std=0.01) (following MoCo v3) with zero bias, and put after a
+    BatchNorm1d(affine=False, eps=1e-6) of the features as the official code does
+    (`model.head = Sequential(BatchNorm1d(...), model.head)`, so the keys are head.0.running_mean,
+    head.0.running_var, head.0.num_batches_tracked, head.1.weight, head.1.bias); every other
+    parameter frozen (requires_grad=False), so only the linear classifier trains. Returns `vit`,
+    changed in place."""
     if vit.num_classes == 0:
         raise ValueError("prepare_linear_probe: vit has no head (num_classes=0); build it with num_classes > 0")
-    init.trunc_normal_(vit.head.weight, std=head_init_std)
-    init.zeros_(vit.head.bias)
+    if not isinstance(vit.head, Linear):
+        raise ValueError(f"prepare_linear_probe: vit.head must be its Linear classifier, got {type(vit.head).__name__}")
+    linear = vit.head
+    init.trunc_normal_(linear.weight, std=head_init_std)
+    init.zeros_(linear.bias)
+    vit.head = Sequential([BatchNorm1d(linear.in_features, affine=False, eps=1e-6), linear])
     head = {id(parameter) for parameter in vit.head.parameters()}
     for parameter in vit.parameters():
         parameter.requires_grad = id(parameter) in head

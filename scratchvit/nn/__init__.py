@@ -1,6 +1,7 @@
 """Layers and containers with PyTorch/timm names: `from scratchvit import nn`."""
 
 from . import init
+from .batchnorm import BatchNorm1d
 from .layers import (
     GELU,
     Attention,
@@ -18,6 +19,6 @@ from .layers import (
 from .module import Module, ModuleList, Parameter, Sequential
 
 __all__ = [
-    "GELU", "Attention", "Block", "DropPath", "Dropout", "Identity", "LayerNorm", "LayerScale", "Linear",
+    "GELU", "Attention", "BatchNorm1d", "Block", "DropPath", "Dropout", "Identity", "LayerNorm", "LayerScale", "Linear",
     "Mlp", "Module", "ModuleList", "Parameter", "PatchEmbed", "PatchProjection", "Sequential", "init",
 ]  # fmt: skip

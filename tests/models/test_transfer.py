@@ -128,13 +128,29 @@ def test_fine_tuning_trains_everything_including_the_position_embedding(device):
 def test_linear_probe_trains_the_head_only(device):
     mae = pretrained_mae()
     vit = prepare_linear_probe(vit_from_mae(mae, num_classes=5, global_pool="token")).to(device)
-    head = host(vit.head.weight.data)
+    head = host(vit.head[1].weight.data)
     assert 0.005 < head.std() < 0.02 and np.abs(head).max() <= 2.0  # main_linprobe.py: trunc_normal(std=0.01)
     trainable = sorted(name for name, p in vit.named_parameters() if p.requires_grad)
-    assert trainable == ["head.bias", "head.weight"]
+    assert trainable == ["head.1.bias", "head.1.weight"]
     sv.ops.cross_entropy(vit(images(device=device)), np.array([0, 4])).backward()
     for name, parameter in vit.named_parameters():
         assert (parameter.grad is not None) == name.startswith("head."), name
+
+
+def test_linear_probe_head_is_batch_norm_then_linear_with_the_official_keys():
+    vit = prepare_linear_probe(vit_from_mae(pretrained_mae(), num_classes=5, global_pool="token"))
+    head_keys = sorted(name for name in vit.state_dict() if name.startswith("head."))
+    assert head_keys == ["head.0.num_batches_tracked", "head.0.running_mean", "head.0.running_var",
+                         "head.1.bias", "head.1.weight"]  # fmt: skip  (main_linprobe.py's Sequential)
+    batch_norm = vit.head[0]
+    assert isinstance(batch_norm, sv.nn.BatchNorm1d) and not batch_norm.affine and batch_norm.eps == 1e-6
+    imgs = images(batch=4)
+    features = host(vit.forward_head(vit.forward_features(imgs), pre_logits=True))  # (B, D) class tokens
+    normalised = (features - features.mean(0)) / np.sqrt(features.var(0) + 1e-6)  # batch statistics in training
+    expected = normalised @ host(vit.head[1].weight).T + host(vit.head[1].bias)
+    np.testing.assert_allclose(host(vit(imgs)), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="vit.head must be its Linear classifier, got Sequential"):
+        prepare_linear_probe(vit)
 
 
 def test_layer_norm_eps_of_the_mae_carries_over():
