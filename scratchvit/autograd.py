@@ -377,7 +377,7 @@ class Tensor:
             input_grads = function.backward(grad)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
-            for tensor_in, grad_in in zip(function.inputs, input_grads):
+            for tensor_in, grad_in in zip(function.inputs, input_grads, strict=True):
                 if grad_in is None or tensor_in is None or not tensor_in.requires_grad:
                     continue
                 key = id(tensor_in)

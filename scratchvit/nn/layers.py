@@ -12,7 +12,6 @@ import math
 import numpy as np
 
 from .. import ops as F
-from ..autograd import Tensor
 from ..backend import DEFAULT_DTYPE
 from . import init
 from .module import Module, Parameter
@@ -207,7 +206,7 @@ class PatchEmbed(Module):
                  norm_layer=None, flatten: bool = True, bias: bool = True, strict_img_size: bool = True):  # fmt: skip
         super().__init__()
         self.img_size, self.patch_size = _pair("img_size", img_size), _pair("patch_size", patch_size)
-        for side, patch in zip(self.img_size, self.patch_size):
+        for side, patch in zip(self.img_size, self.patch_size, strict=True):
             if side % patch:
                 raise ValueError(f"img_size {side} is not divisible by patch_size {patch}")
         self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-
 from .. import backend
 from ..autograd import Tensor
 
@@ -85,7 +84,9 @@ class Module:
         while stack:
             name, module = stack.pop()
             yield name, module
-            children = [(f"{name}.{child_name}" if name else child_name, child) for child_name, child in module._modules.items()]
+            children = [
+                (f"{name}.{child_name}" if name else child_name, child) for child_name, child in module._modules.items()
+            ]
             stack.extend(reversed(children))
 
     def modules(self):

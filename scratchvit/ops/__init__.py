@@ -31,7 +31,8 @@ from .vision import patch_merge, patchify, unpatchify, window_partition, window_
 __all__ = [
     "abs", "add", "cast", "concatenate", "cross_entropy", "div", "drop_path", "dropout", "exp",
     "expand", "gelu", "getitem", "layer_norm", "linear", "log", "log_softmax", "matmul", "max",
-    "maximum", "mean", "mse_loss", "mul", "multi_head_self_attention", "neg", "pad", "patch_merge", "patchify", "permute", "pow",
+    "maximum", "mean", "mse_loss", "mul", "multi_head_self_attention", "neg", "pad", "patch_merge", "patchify",
+    "permute", "pow",
     "relu", "reshape", "roll", "scaled_dot_product_attention", "softmax", "split", "sqrt", "stack",
     "sub", "sum", "take_along_axis", "tanh", "to_device", "transpose", "unpatchify", "var",
     "where", "window_partition", "window_reverse",

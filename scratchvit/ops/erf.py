@@ -74,7 +74,7 @@ def _threaded(function, x):
     source = np.ascontiguousarray(x).reshape(-1)
     result = np.empty_like(source)
     bounds = np.linspace(0, source.size, _THREADS + 1).astype(int)
-    slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
     for _ in _pool.map(lambda part: function(source[part], out=result[part]), slices):
         pass
     return result.reshape(x.shape)

@@ -77,7 +77,9 @@ def cross_entropy(logits, target, label_smoothing: float = 0.0, reduction: str =
         if target.shape != (batch,):
             raise ValueError(f"cross_entropy: integer target must have shape ({batch},), got {target.shape}")
         if target.size and (int(target.min()) < 0 or int(target.max()) >= classes):
-            raise ValueError(f"cross_entropy: target classes must be in [0, {classes}), got {int(target.min())}..{int(target.max())}")
+            raise ValueError(
+                f"cross_entropy: target classes must be in [0, {classes}), got {int(target.min())}..{int(target.max())}"
+            )
         target_probs = xp.zeros((batch, classes), dtype=logits.dtype)
         target_probs[xp.arange(batch), target] = 1
     elif target.dtype.kind == "f":

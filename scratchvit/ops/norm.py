@@ -47,5 +47,7 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
     channels = x.shape[-1]
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None and value.shape != (channels,):
-            raise ValueError(f"layer_norm: {name} must have shape ({channels},) to match x's last dim, got {value.shape}")
+            raise ValueError(
+                f"layer_norm: {name} must have shape ({channels},) to match x's last dim, got {value.shape}"
+            )
     return LayerNorm.apply(x, weight, bias, eps=eps)

@@ -116,7 +116,9 @@ def window_reverse(windows, window_size, height: int, width: int) -> Tensor:
         raise ValueError(f"windows are {windows.shape[1]}x{windows.shape[2]} but window_size is {window_h}x{window_w}")
     per_image = (height // window_h) * (width // window_w)
     if windows.shape[0] % per_image:
-        raise ValueError(f"{windows.shape[0]} windows is not a multiple of the {per_image} windows per {height}x{width} map")
+        raise ValueError(
+            f"{windows.shape[0]} windows is not a multiple of the {per_image} windows per {height}x{width} map"
+        )
     batch, channels = windows.shape[0] // per_image, windows.shape[3]
     return Rearrange.apply(
         windows,

@@ -45,7 +45,7 @@ def test_state_dict_has_parameters_and_persistent_buffers_only():
 def test_load_state_dict_round_trip_copies_values():
     source, target = TwoLayer(), TwoLayer()
     target.load_state_dict(source.state_dict())
-    for (name, a), (_, b) in zip(source.named_parameters(), target.named_parameters()):
+    for (name, a), (_, b) in zip(source.named_parameters(), target.named_parameters(), strict=True):
         np.testing.assert_array_equal(a.data, b.data, err_msg=name)
         assert a.data is not b.data  # copied, not shared
 

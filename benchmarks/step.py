@@ -1,0 +1,152 @@
+"""Median time of one full training step (forward, backward, AdamW update), scratchvit beside
+PyTorch on the same machine, in the same run, with the same batch and the same thread count.
+
+    python benchmarks/step.py vit_s16_224_b8 --peer torch --steps 7
+    python benchmarks/step.py all --peer torch
+
+Each framework runs in its own subprocess so their peak memory is measured apart: "peak memory
+above the import baseline" is the peak RSS after the steps minus the RSS once the framework is
+imported. Prints one JSON line per workload. PyTorch and timm (and the official MAE source, for
+mae_* workloads, via --mae-src) come from a separate environment: --torch-python PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # common.py
+sys.path.insert(0, os.path.dirname(HERE))  # scratchvit, when run from a checkout without installing
+from common import median_seconds, proc_status_bytes, reset_peak_memory, run_worker, torch_python_default  # noqa: E402
+
+from scratchvit.recipes import WORKLOADS  # noqa: E402
+
+
+def worker_scratchvit(name: str, steps: int, warmup: int, device: str) -> dict:
+    import scratchvit as sv
+    from scratchvit.models.summary import summarize
+    from scratchvit.recipes import benchmark
+
+    reset_peak_memory()
+    baseline = proc_status_bytes("VmRSS")
+    result = benchmark(name, device=device, steps=steps, warmup=warmup)
+    peak = proc_status_bytes("VmHWM") - baseline
+    workload = WORKLOADS[name]
+    shape = (workload.batch_size, workload.in_chans, workload.img_size, workload.img_size)
+    macs = summarize(sv.create_model(workload.model, **workload.kwargs), shape).total_macs
+    return {"seconds": result["median_s"], "peak_bytes": peak, "forward_macs": macs}
+
+
+def worker_torch(name: str, steps: int, warmup: int, device: str, mae_src: str | None) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count())))
+    workload = WORKLOADS[name]
+    reset_peak_memory()
+    baseline = proc_status_bytes("VmRSS")
+    torch.manual_seed(0)
+    if workload.model.startswith("mae_"):
+        if not mae_src:
+            raise SystemExit("mae workloads need --mae-src DIR with the official models_mae.py")
+        model = _official_mae(workload, mae_src)
+    else:
+        import timm
+
+        model = timm.create_model(workload.model, pretrained=False, **workload.kwargs)
+    model = model.to(device).train()
+    from timm.optim import param_groups_weight_decay as torch_groups
+
+    optimizer = torch.optim.AdamW(torch_groups(model, 0.05), lr=1e-4)
+    rng = np.random.default_rng(0)
+    shape = (workload.batch_size, workload.in_chans, workload.img_size, workload.img_size)
+    images = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)).to(device)
+    labels = torch.from_numpy(rng.integers(0, workload.num_classes, workload.batch_size)).to(device)
+
+    def step():
+        if workload.mask_ratio is not None:
+            loss = model(images, mask_ratio=workload.mask_ratio)[0]
+        else:
+            loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    seconds = median_seconds(step, steps, warmup)
+    return {"seconds": seconds, "peak_bytes": proc_status_bytes("VmHWM") - baseline}
+
+
+def _official_mae(workload, mae_src: str):
+    import numpy as np
+    import timm.models.vision_transformer as timm_vit
+
+    np.float = float  # the official pos_embed code predates NumPy 1.24
+    sys.path.insert(0, mae_src)
+    import models_mae
+
+    class Block(timm_vit.Block):  # the official code passes qk_scale, which timm >= 0.4 dropped
+        def __init__(self, *args, qk_scale=None, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    models_mae.Block = Block
+    return getattr(models_mae, workload.model)(**workload.kwargs)  # the official builders set eps 1e-6
+
+
+def _worker_result(framework: str, name: str, args) -> dict:
+    python = sys.executable if framework == "scratchvit" else args.torch_python
+    arguments = [name, "--worker", framework, "--steps", str(args.steps), "--warmup", str(args.warmup),
+                 "--device", args.device] + (["--mae-src", args.mae_src] if args.mae_src else [])  # fmt: skip
+    return run_worker(os.path.abspath(__file__), python, arguments, args.threads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workload", choices=sorted(WORKLOADS) + ["all"])
+    parser.add_argument("--peer", choices=["torch", "none"], default="none")
+    parser.add_argument("--steps", type=int, default=7, help="timed steps (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--torch-python", default=torch_python_default())
+    parser.add_argument("--mae-src", default=os.environ.get("MAE_SRC"))
+    parser.add_argument("--worker", choices=["scratchvit", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker == "scratchvit":
+        print(json.dumps(worker_scratchvit(args.workload, args.steps, args.warmup, args.device)))
+        return
+    if args.worker == "torch":
+        print(json.dumps(worker_torch(args.workload, args.steps, args.warmup, args.device, args.mae_src)))
+        return
+
+    names = sorted(WORKLOADS) if args.workload == "all" else [args.workload]
+    for name in names:
+        ours = _worker_result("scratchvit", name, args)
+        line = {"workload": name, "device": args.device, "threads": args.threads, "steps": args.steps}
+        if "error" in ours:
+            line["scratchvit_error"] = ours["error"]
+        else:
+            median = ours["seconds"]
+            flops = 3 * 2 * ours["forward_macs"]  # backward does about twice the forward's products
+            line.update(scratchvit_s=round(median, 4), scratchvit_gflops=round(flops / median / 1e9, 1),
+                        scratchvit_peak_mib=round(ours["peak_bytes"] / 2**20))  # fmt: skip
+        if args.peer == "torch":
+            peer = _worker_result("torch", name, args)
+            if "error" in peer:
+                line["torch_error"] = peer["error"]
+            else:
+                line.update(torch_s=round(peer["seconds"], 4),
+                            torch_peak_mib=round(peer["peak_bytes"] / 2**20))  # fmt: skip
+                if "scratchvit_s" in line:
+                    line["ratio"] = round(line["scratchvit_s"] / line["torch_s"], 3)
+                    line["memory_ratio"] = round(ours["peak_bytes"] / max(peer["peak_bytes"], 1), 3)
+        print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
