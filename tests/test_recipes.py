@@ -57,22 +57,7 @@ def mae_checkpoint(mnist, tmp_path_factory) -> Path:
     return run["checkpoint"]
 
 
-# ---- workloads, schedules ---------------------------------------------------------------------
-def test_workloads_are_those_of_the_benchmarks():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "workloads.py"
-    if not path.is_file():
-        pytest.skip("no benchmarks/workloads.py beside the tests")
-    namespace = {}
-    exec(compile(path.read_text(), str(path), "exec"), namespace)  # the lead's table, as step.py reads it
-    for name, workload in namespace["WORKLOADS"].items():
-        ours = recipes.WORKLOADS[name]
-        assert (ours.model, ours.batch_size, ours.img_size, ours.in_chans, ours.kwargs, ours.mask_ratio) == (
-            workload.model, workload.batch_size, workload.img_size, workload.in_chans, workload.kwargs,
-            workload.mask_ratio,
-        ), name  # fmt: skip
-    assert set(recipes.WORKLOADS) == set(namespace["WORKLOADS"])
-
-
+# ---- schedules ------------------------------------------------------------------------------
 def test_make_schedule_warms_up_for_a_tenth_of_the_epochs_by_default():
     schedule = recipes.make_schedule("cosine", 1e-3, epochs=10, steps_per_epoch=5)
     assert isinstance(schedule, CosineSchedule) and schedule.warmup_steps == 5 and schedule.total_steps == 50
