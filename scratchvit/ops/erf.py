@@ -8,8 +8,6 @@ float64 (absolute error below 1e-13), so NumPy alone is enough.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -60,34 +58,10 @@ def _library_erf(xp):
 
 
 _library_erfs: dict = {}
-_THREADS = os.cpu_count() or 1
-_PARALLEL_MIN_SIZE = 1 << 16  # below this, starting threads costs more than it saves
-_pool: ThreadPoolExecutor | None = None
-
-
-def _threaded(function, x):
-    """function(x) with the flat array cut into one slice per core; NumPy's and SciPy's ufunc
-    loops release the GIL, so the slices run at once (each ufunc call alone uses one core)."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="scratchvit-erf")
-    source = np.ascontiguousarray(x).reshape(-1)
-    result = np.empty_like(source)
-    bounds = np.linspace(0, source.size, _THREADS + 1).astype(int)
-    slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
-    for _ in _pool.map(lambda part: function(source[part], out=result[part]), slices):
-        pass
-    return result.reshape(x.shape)
-
-
 def erf(x):
     """erf of an array, keeping its dtype."""
     xp = xp_of(x)
     if xp not in _library_erfs:
         _library_erfs[xp] = _library_erf(xp)
     library_erf = _library_erfs[xp]
-    if library_erf is None:
-        return erf_series(x)
-    if xp is np and _THREADS > 1 and x.size >= _PARALLEL_MIN_SIZE:
-        return _threaded(library_erf, x)
-    return library_erf(x)
+    return erf_series(x) if library_erf is None else library_erf(x)

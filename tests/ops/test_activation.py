@@ -113,3 +113,23 @@ def test_softmax_axis_out_of_range(device):
         F.softmax(leaf(np.ones((2, 2)), device), axis=2)
     with pytest.raises(ValueError, match="axis -3 is out of range"):
         F.log_softmax(leaf(np.ones((2, 2)), device), axis=-3)
+
+
+def test_gelu_on_large_arrays_in_chunks_equals_one_pass():
+    """Above chunks.PARALLEL_MIN_SIZE the forward runs chunk by chunk on threads; a strided input
+    and a size that is not a multiple of the chunk must give what one whole-array pass gives."""
+    from scratchvit.ops import activation, chunks
+
+    values = np.random.default_rng(0).standard_normal((3, chunks.PARALLEL_MIN_SIZE + 7)).astype(np.float32)
+    x = values[:, ::2]  # strided, 3 * (PARALLEL_MIN_SIZE / 2 + 4) elements
+    assert x.size >= chunks.PARALLEL_MIN_SIZE
+    upstream = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    function = activation.GELU()
+    out = function.forward(x)
+    grad = function.backward(upstream)
+    cdf, expected_out, expected_grad = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    activation._gelu_forward(x, cdf, expected_out)
+    activation._gelu_backward(x, cdf, upstream, expected_grad)
+    assert out.dtype == grad.dtype == np.float32
+    np.testing.assert_array_equal(out, expected_out)
+    np.testing.assert_array_equal(grad, expected_grad)
