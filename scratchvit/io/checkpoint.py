@@ -198,18 +198,25 @@ def save_checkpoint(path, model, optimizer=None, schedule=None, *, epoch: int | 
 
 
 # ---- reading ---------------------------------------------------------------------------------
-def _sniff(path: Path) -> str:
-    """ "npz" or "safetensors", from the first bytes; CheckpointError otherwise."""
+def read_head(path: Path, count: int, kind: str) -> tuple:
+    """(size in bytes, the first `count` bytes) of a file, to tell its format by; CheckpointError
+    naming the file when it is missing, unreadable or empty. kind: what the file should be."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as file:
-            head = file.read(9)
+            head = file.read(count)
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint file") from None
+        raise CheckpointError(f"{path}: no such {kind} file") from None
     except OSError as error:
         raise CheckpointError(f"{path}: cannot read it: {error}") from error
     if size == 0:
-        raise CheckpointError(f"{path}: the file is empty (0 bytes), not a checkpoint")
+        raise CheckpointError(f"{path}: the file is empty (0 bytes): no {kind} in it")
+    return size, head
+
+
+def _sniff(path: Path) -> str:
+    """ "npz" or "safetensors", from the first bytes; CheckpointError otherwise."""
+    size, head = read_head(path, 9, "checkpoint")
     if head.startswith(b"PK"):
         return "npz"
     if len(head) == 9 and head[8:9] == b"{":

@@ -57,7 +57,7 @@ from ..models.registry import create_model
 from ..models.swin import SwinTransformer, WindowAttention
 from ..models.vit import VisionTransformer
 from .big_vision import big_vision_prefix, big_vision_to_timm
-from .checkpoint import METADATA_KEY, SAFETENSORS_METADATA_KEY, read_checkpoint
+from .checkpoint import METADATA_KEY, SAFETENSORS_METADATA_KEY, read_checkpoint, read_head
 from .errors import CheckpointError
 from .safetensors_file import read_safetensors, read_safetensors_header, require_safetensors, write_safetensors
 from .torch_zip import is_legacy_torch, read_torch_zip
@@ -81,16 +81,7 @@ def read_state_dict(path) -> tuple:
     Raises CheckpointError naming the file and what is wrong with it.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as file:
-            head = file.read(16)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such weights file") from None
-    except OSError as error:
-        raise CheckpointError(f"{path}: cannot read it: {error}") from error
-    if size == 0:
-        raise CheckpointError(f"{path}: the file is empty (0 bytes), not a checkpoint")
+    _, head = read_head(path, 16, "weights")
     if head.startswith(b"PK"):
         return _read_zip(path)
     if head[8:9] == b"{":
