@@ -16,6 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..ops.vision import size_pair
+
 
 @lru_cache(maxsize=256)
 def _bilinear_matrix(in_size: int, out_size: int, antialias: bool) -> np.ndarray:
@@ -34,14 +36,6 @@ def _bilinear_matrix(in_size: int, out_size: int, antialias: bool) -> np.ndarray
     weights /= weights.sum(axis=1, keepdims=True)
     weights.setflags(write=False)
     return weights
-
-
-def _pair(size, argument: str) -> tuple[int, int]:
-    """An int or (H, W) -> (H, W), checked positive."""
-    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(side, (int, np.integer)) and side >= 1 for side in pair):
-        raise ValueError(f"{argument} must be a positive int or a pair (H, W) of them, got {size!r}")
-    return int(pair[0]), int(pair[1])
 
 
 class Transform:
@@ -95,7 +89,7 @@ class Resize(Transform):
     """
 
     def __init__(self, size, antialias: bool = True):
-        self.size = _pair(size, "size")
+        self.size = size_pair("size", size)
         self.antialias = bool(antialias)
 
     def apply(self, batch, rng):
@@ -118,7 +112,7 @@ class RandomResizedCrop(Transform):
     random = True
 
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias: bool = True):
-        self.size = _pair(size, "size")
+        self.size = size_pair("size", size)
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1, got {scale!r}")
         if not 0 < ratio[0] <= ratio[1]:
@@ -179,7 +173,7 @@ class RandomCrop(Transform):
     random = True
 
     def __init__(self, size, padding: int = 0, padding_mode: str = "constant", fill: float = 0.0):
-        self.size = _pair(size, "size")
+        self.size = size_pair("size", size)
         if not isinstance(padding, (int, np.integer)) or padding < 0:
             raise ValueError(f"padding must be a non-negative int, got {padding!r}")
         if padding_mode not in ("constant", "reflect", "edge"):

@@ -30,18 +30,12 @@ from ..backend import DEFAULT_DTYPE
 from ..nn import init
 from ..nn.layers import Dropout, DropPath, Identity, LayerNorm, Linear, Mlp, PatchEmbed
 from ..nn.module import Module, Parameter, Sequential
+from ..ops.vision import size_pair
 from .registry import register_model
 
 # Added to the attention scores of token pairs that the cyclic shift put into one window from
 # places that are not adjacent (the reference code's value; exp(-100) ~ 4e-44 after softmax).
 SHIFT_MASK_VALUE = -100.0
-
-
-def _pair(name: str, value) -> tuple:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair (h, w) of them, got {value!r}")
-    return pair
 
 
 def stage_window_sizes(window_size, num_stages: int) -> tuple:
@@ -55,7 +49,7 @@ def stage_window_sizes(window_size, num_stages: int) -> tuple:
         window_size = (tuple(window_size),) * num_stages
     if len(window_size) != num_stages:
         raise ValueError(f"window_size needs one entry per stage ({num_stages}), got {window_size!r}")
-    return tuple(_pair("window_size", w) for w in window_size)
+    return tuple(size_pair("window_size", w) for w in window_size)
 
 
 def clip_window_and_shift(resolution: tuple, window_size: tuple, shift_size: tuple) -> tuple:
@@ -129,7 +123,7 @@ class WindowAttention(Module):
         if dim % num_heads:
             raise ValueError(f"WindowAttention: dim {dim} is not divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
-        self.window_size = _pair("window_size", window_size)
+        self.window_size = size_pair("window_size", window_size)
         window_h, window_w = self.window_size
         self.window_area = window_h * window_w
         self.attn_drop = attn_drop
@@ -195,10 +189,10 @@ class SwinTransformerBlock(Module):
                  attn_drop: float = 0.0, drop_path: float = 0.0):  # fmt: skip
         super().__init__()
         self.dim = dim
-        self.input_resolution = _pair("input_resolution", input_resolution)
+        self.input_resolution = size_pair("input_resolution", input_resolution)
         shift_size = (shift_size, shift_size) if isinstance(shift_size, int) else tuple(shift_size)
         self.window_size, self.shift_size = clip_window_and_shift(
-            self.input_resolution, _pair("window_size", window_size), shift_size
+            self.input_resolution, size_pair("window_size", window_size), shift_size
         )
         # the map padded up to whole windows: (H + pad_h, W + pad_w)
         self.padded_resolution = tuple(
@@ -279,14 +273,14 @@ class SwinTransformerStage(Module):
         super().__init__()
         if not downsample and dim != out_dim:
             raise ValueError(f"SwinTransformerStage: without downsample dim {dim} must equal out_dim {out_dim}")
-        self.input_resolution = _pair("input_resolution", input_resolution)
+        self.input_resolution = size_pair("input_resolution", input_resolution)
         if downsample:
             self.output_resolution = tuple((side + 1) // 2 for side in self.input_resolution)
             self.downsample = PatchMerging(dim, out_dim)
         else:
             self.output_resolution = self.input_resolution
             self.downsample = Identity()
-        window_size = _pair("window_size", window_size)
+        window_size = size_pair("window_size", window_size)
         shift_size = (window_size[0] // 2, window_size[1] // 2)
         drop_paths = list(drop_path) if isinstance(drop_path, (list, tuple)) else [drop_path] * depth
         self.blocks = Sequential(

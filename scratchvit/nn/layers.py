@@ -13,19 +13,13 @@ import numpy as np
 
 from .. import ops as F
 from ..backend import DEFAULT_DTYPE
+from ..ops.vision import size_pair
 from . import init
 from .module import Module, Parameter
 
 
 def _empty(*shape) -> Parameter:
     return Parameter(np.zeros(shape, dtype=DEFAULT_DTYPE))
-
-
-def _pair(name: str, value) -> tuple:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
-    return pair
 
 
 class Identity(Module):
@@ -205,7 +199,7 @@ class PatchEmbed(Module):
     def __init__(self, img_size=224, patch_size=16, in_chans: int = 3, embed_dim: int = 768,
                  norm_layer=None, flatten: bool = True, bias: bool = True, strict_img_size: bool = True):  # fmt: skip
         super().__init__()
-        self.img_size, self.patch_size = _pair("img_size", img_size), _pair("patch_size", patch_size)
+        self.img_size, self.patch_size = size_pair("img_size", img_size), size_pair("patch_size", patch_size)
         for side, patch in zip(self.img_size, self.patch_size, strict=True):
             if side % patch:
                 raise ValueError(f"img_size {side} is not divisible by patch_size {patch}")

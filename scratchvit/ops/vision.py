@@ -11,6 +11,8 @@ Each is a reshape + transpose, so each backward is the inverse rearrangement.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function, Tensor
 
 
@@ -30,11 +32,13 @@ class Rearrange(Function):
         return grad.reshape(self.transposed_shape).transpose(inverse).reshape(self.input_shape)
 
 
-def _pair(name: str, value) -> tuple:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
+def size_pair(name: str, value) -> tuple:
+    """An int or (h, w) -> (h, w) of positive ints; ValueError naming the argument otherwise.
+    Used for every patch, window, image and grid size."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in pair):
         raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
-    return pair
+    return int(pair[0]), int(pair[1])
 
 
 def _check_rank(name: str, x, ndim: int, layout: str) -> None:
@@ -48,7 +52,7 @@ def patchify(images, patch_size) -> Tensor:
     Each patch is flattened in MAE's order (p, q, c): all channels of pixel (0, 0), then (0, 1), ...
     """
     _check_rank("images", images, 4, "(B, C, H, W)")
-    patch_h, patch_w = _pair("patch_size", patch_size)
+    patch_h, patch_w = size_pair("patch_size", patch_size)
     batch, channels, height, width = images.shape
     if height % patch_h or width % patch_w:
         raise ValueError(f"image size {height}x{width} is not divisible by patch_size {patch_h}x{patch_w}")
@@ -67,14 +71,14 @@ def unpatchify(patches, patch_size, grid_size=None) -> Tensor:
     grid_size: (h, w) patches per column and row; default a square grid, h = w = sqrt(N).
     """
     _check_rank("patches", patches, 3, "(B, N, P*P*C)")
-    patch_h, patch_w = _pair("patch_size", patch_size)
+    patch_h, patch_w = size_pair("patch_size", patch_size)
     batch, count, features = patches.shape
     if grid_size is None:
         side = round(count**0.5)
         if side * side != count:
             raise ValueError(f"unpatchify: {count} patches do not form a square grid; pass grid_size=(h, w)")
         grid_size = (side, side)
-    grid_h, grid_w = _pair("grid_size", grid_size)
+    grid_h, grid_w = size_pair("grid_size", grid_size)
     if grid_h * grid_w != count:
         raise ValueError(f"unpatchify: grid_size {grid_h}x{grid_w} does not hold {count} patches")
     if features % (patch_h * patch_w):
@@ -94,7 +98,7 @@ def window_partition(x, window_size) -> Tensor:
     Order: window index = (b * H/Mh + row of the window) * W/Mw + column of the window.
     """
     _check_rank("x", x, 4, "(B, H, W, C)")
-    window_h, window_w = _pair("window_size", window_size)
+    window_h, window_w = size_pair("window_size", window_size)
     batch, height, width, channels = x.shape
     if height % window_h or width % window_w:
         raise ValueError(f"feature map {height}x{width} is not divisible by window_size {window_h}x{window_w}")
@@ -109,7 +113,7 @@ def window_partition(x, window_size) -> Tensor:
 def window_reverse(windows, window_size, height: int, width: int) -> Tensor:
     """(B * nW, Mh, Mw, C) -> (B, H, W, C), the inverse of window_partition."""
     _check_rank("windows", windows, 4, "(B * nW, Mh, Mw, C)")
-    window_h, window_w = _pair("window_size", window_size)
+    window_h, window_w = size_pair("window_size", window_size)
     if height % window_h or width % window_w:
         raise ValueError(f"feature map {height}x{width} is not divisible by window_size {window_h}x{window_w}")
     if windows.shape[1:3] != (window_h, window_w):
