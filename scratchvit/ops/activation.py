@@ -13,6 +13,7 @@ from ..autograd import Function, Tensor
 from ..backend import xp_of
 from .chunks import map_chunks
 from .erf import erf
+from .shape import check_axis
 
 _INV_SQRT2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
@@ -109,17 +110,11 @@ def relu(x) -> Tensor:
     return ReLU.apply(x)
 
 
-def _axis_in_range(axis: int, ndim: int) -> int:
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for a tensor with {ndim} dimensions")
-    return axis % ndim
-
-
 def softmax(x, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along axis; every slice along it sums to 1."""
-    return Softmax.apply(x, axis=_axis_in_range(axis, x.ndim))
+    return Softmax.apply(x, axis=check_axis("axis", axis, x.ndim))
 
 
 def log_softmax(x, axis: int = -1) -> Tensor:
     """log(softmax(x)) computed as x - max - log(sum(exp(x - max))): finite for huge logits."""
-    return LogSoftmax.apply(x, axis=_axis_in_range(axis, x.ndim))
+    return LogSoftmax.apply(x, axis=check_axis("axis", axis, x.ndim))

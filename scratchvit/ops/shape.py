@@ -138,7 +138,8 @@ class ToDevice(Function):
         return move_array(grad, self.source)
 
 
-def _check_axis(name: str, axis: int, ndim: int) -> int:
+def check_axis(name: str, axis: int, ndim: int) -> int:
+    """axis as a non-negative index; ValueError naming the argument when out of range."""
     if not isinstance(axis, int) or not -ndim <= axis < ndim:
         raise ValueError(f"{name} {axis!r} is out of range for a tensor with {ndim} dimensions")
     return axis % ndim
@@ -152,7 +153,7 @@ def reshape(x, shape) -> Tensor:
 
 def permute(x, axes) -> Tensor:
     """Reorder the axes: out.shape[i] = x.shape[axes[i]]."""
-    axes = tuple(_check_axis("axes entry", a, x.ndim) for a in axes)
+    axes = tuple(check_axis("axes entry", a, x.ndim) for a in axes)
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"axes {axes} must be a permutation of 0..{x.ndim - 1}")
     return Permute.apply(x, axes=axes)
@@ -161,7 +162,7 @@ def permute(x, axes) -> Tensor:
 def transpose(x, axis0: int = -2, axis1: int = -1) -> Tensor:
     """Swap axis0 and axis1 (PyTorch's transpose)."""
     axes = list(range(x.ndim))
-    a, b = _check_axis("axis0", axis0, x.ndim), _check_axis("axis1", axis1, x.ndim)
+    a, b = check_axis("axis0", axis0, x.ndim), check_axis("axis1", axis1, x.ndim)
     axes[a], axes[b] = axes[b], axes[a]
     return Permute.apply(x, axes=tuple(axes))
 
@@ -189,7 +190,7 @@ def take_along_axis(x, indices, axis: int) -> Tensor:
     """out[..., j, ...] = x[..., indices[..., j, ...], ...] along `axis` (MAE's gather)."""
     if isinstance(indices, Tensor):
         indices = indices.data
-    axis = _check_axis("axis", axis, x.ndim)
+    axis = check_axis("axis", axis, x.ndim)
     if indices.ndim != x.ndim:
         raise ValueError(f"indices must have {x.ndim} dimensions like x, got shape {indices.shape}")
     return TakeAlongAxis.apply(x, indices=indices, axis=axis)
@@ -199,19 +200,19 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
     """Join tensors along an existing axis."""
     if len(tensors) == 0:
         raise ValueError("concatenate needs at least one tensor")
-    return Concatenate.apply(*tensors, axis=_check_axis("axis", axis, tensors[0].ndim))
+    return Concatenate.apply(*tensors, axis=check_axis("axis", axis, tensors[0].ndim))
 
 
 def stack(tensors, axis: int = 0) -> Tensor:
     """Join tensors of one shape along a new axis."""
     if len(tensors) == 0:
         raise ValueError("stack needs at least one tensor")
-    return Stack.apply(*tensors, axis=_check_axis("axis", axis, tensors[0].ndim + 1))
+    return Stack.apply(*tensors, axis=check_axis("axis", axis, tensors[0].ndim + 1))
 
 
 def split(x, split_size_or_sections, axis: int = 0) -> list:
     """Cut x along axis: into pieces of size n (an int, as torch.split) or of the given sizes."""
-    axis = _check_axis("axis", axis, x.ndim)
+    axis = check_axis("axis", axis, x.ndim)
     length = x.shape[axis]
     if isinstance(split_size_or_sections, int):
         if split_size_or_sections <= 0:
@@ -243,7 +244,7 @@ def roll(x, shifts, axes) -> Tensor:
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
     if len(shifts) != len(axes):
         raise ValueError(f"roll needs one shift per axis: got shifts {shifts} and axes {axes}")
-    axes = tuple(_check_axis("axes entry", a, x.ndim) for a in axes)
+    axes = tuple(check_axis("axes entry", a, x.ndim) for a in axes)
     return Roll.apply(x, shifts=shifts, axes=axes)
 
 
