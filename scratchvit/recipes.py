@@ -33,6 +33,7 @@ from . import backend
 from .autograd import Tensor
 from .data import ArrayDataset, DataLoader, DatasetError, ImageFolder, load_dataset
 from .data import transforms as T
+from .demo import DIGITS_VIT
 from .io import CheckpointError, load_checkpoint, read_checkpoint
 from .io.convert import adapt_state_dict, read_state_dict
 from .models import VisionTransformer, create_model
@@ -88,11 +89,7 @@ WORKLOADS = {
         "vit_tiny_patch16_224", 128, 32,
         kwargs={"img_size": 32, "patch_size": 4, "depth": 6, "num_classes": 10},
     ),  # fmt: skip
-    "vit_digits_b64": Workload(
-        "vit_tiny_patch16_224", 64, 8, in_chans=1,
-        kwargs={"img_size": 8, "patch_size": 2, "in_chans": 1, "embed_dim": 64, "depth": 4, "num_heads": 4,
-                "mlp_ratio": 2.0, "num_classes": 10},
-    ),  # fmt: skip
+    "vit_digits_b64": Workload("vit_tiny_patch16_224", 64, 8, in_chans=1, kwargs=dict(DIGITS_VIT)),  # the demo's
 }
 
 
