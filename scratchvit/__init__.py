@@ -8,13 +8,15 @@ from . import nn, ops
 from .autograd import Function, Tensor, is_grad_enabled, no_grad, unbroadcast
 from .backend import cuda_is_available, default_device, get_device, manual_seed, set_default_device
 from .gradcheck import GradcheckError, gradcheck
+from .io import CheckpointError, load_checkpoint, save_checkpoint
 from .models import create_model, list_models
 from .tensors import ones, randn, tensor, zeros
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Function", "GradcheckError", "Tensor", "create_model", "cuda_is_available", "default_device",
-    "get_device", "gradcheck", "is_grad_enabled", "list_models", "manual_seed", "nn", "no_grad", "ones",
-    "ops", "randn", "set_default_device", "tensor", "unbroadcast", "zeros",
+    "CheckpointError", "Function", "GradcheckError", "Tensor", "create_model", "cuda_is_available",
+    "default_device", "get_device", "gradcheck", "is_grad_enabled", "list_models", "load_checkpoint",
+    "manual_seed", "nn", "no_grad", "ones", "ops", "randn", "save_checkpoint", "set_default_device", "tensor",
+    "unbroadcast", "zeros",
 ]  # fmt: skip

@@ -398,3 +398,17 @@ def test_an_optimizer_of_another_model_is_named(tmp_path):
     other = TinyNet()
     with pytest.raises(CheckpointError, match=f"{path}: its optimizer state does not fit"):
         load_checkpoint(path, other, AdamW(list(other.parameters())[:2]))
+
+
+def test_sv_load_checkpoint_rebuilds_the_model_alone(tmp_path):
+    """The public API: sv.save_checkpoint then sv.load_checkpoint(path) with nothing else."""
+    import scratchvit as sv
+
+    sv.manual_seed(0)
+    model = sv.create_model("vit_tiny_patch16_224", img_size=8, patch_size=4, embed_dim=12, depth=1, num_heads=2,
+                            num_classes=3)  # fmt: skip
+    path = sv.save_checkpoint(tmp_path / "tiny.npz", model, epoch=0, step=0)
+    rebuilt = sv.load_checkpoint(path).model
+    assert type(rebuilt) is type(model) and rebuilt.model_name == "vit_tiny_patch16_224"
+    for (name, ours), (_, theirs) in zip(model.state_dict().items(), rebuilt.state_dict().items(), strict=True):
+        np.testing.assert_array_equal(ours, theirs, err_msg=name)
