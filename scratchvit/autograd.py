@@ -230,14 +230,10 @@ class Tensor:
 
     def to(self, device) -> Tensor:
         """This tensor on `device` (itself if already there). Gradients flow back across."""
-        from .ops.shape import to_device
-
-        return to_device(self, backend.get_device(device))
+        return shape.to_device(self, backend.get_device(device))
 
     def astype(self, dtype) -> Tensor:
-        from .ops.elementwise import cast
-
-        return cast(self, dtype)
+        return elementwise.cast(self, dtype)
 
     def zero_grad(self) -> None:
         self.grad = None
