@@ -12,6 +12,7 @@ from .base import ArrayDataset, DatasetError
 from .cifar import load_cifar10, load_cifar100, safe_unpickle
 from .datasets import DATASET_NAMES, load_dataset
 from .digits import load_digits
+from .distributed_sampler import DistributedSampler
 from .download import ChecksumError, download, sha256_of
 from .folder import ImageFolder
 from .idx import load_mnist, read_idx
@@ -19,7 +20,7 @@ from .loader import DataLoader
 from .split import stratified_split
 
 __all__ = [
-    "DATASET_NAMES", "ArrayDataset", "ChecksumError", "DataLoader", "DatasetError", "ImageFolder", "download",
-    "load_cifar10", "load_cifar100", "load_dataset", "load_digits", "load_mnist", "read_idx", "safe_unpickle",
-    "sha256_of", "stratified_split", "transforms",
+    "DATASET_NAMES", "ArrayDataset", "ChecksumError", "DataLoader", "DatasetError", "DistributedSampler", "ImageFolder",
+    "download", "load_cifar10", "load_cifar100", "load_dataset", "load_digits", "load_mnist", "read_idx",
+    "safe_unpickle", "sha256_of", "stratified_split", "transforms",
 ]  # fmt: skip

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import backend
 from ..autograd import Tensor
+from .distributed_sampler import DistributedSampler
 
 
 class DataLoader:
@@ -27,10 +26,15 @@ class DataLoader:
 
     A data set with `.images` and `.labels` arrays (an ArrayDataset) is batched by indexing those
     arrays; any other is read sample by sample with `dataset[i]`, and its images must all have one shape.
+
+    num_replicas, rank: in a data-parallel job of num_replicas processes, this loader yields rank
+    `rank`'s part of each batch of `batch_size` (the global batch), as DistributedSampler
+    splits it; every rank gets the same number of batches, and a part may be empty. Each rank
+    draws its own augmentations.
     """
 
     def __init__(self, dataset, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-                 transform=None, device=None):  # fmt: skip
+                 transform=None, device=None, num_replicas: int = 1, rank: int = 0):  # fmt: skip
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if transform is not None and not callable(transform):
@@ -43,6 +47,8 @@ class DataLoader:
         self.transform = transform
         self.device = backend.get_device(device)
         self.epoch = 0
+        self.sampler = DistributedSampler(len(dataset), self.batch_size, num_replicas=num_replicas, rank=rank,
+                                          shuffle=self.shuffle, seed=self.seed, drop_last=self.drop_last)  # fmt: skip
         self._in_memory = isinstance(getattr(dataset, "images", None), np.ndarray) and isinstance(
             getattr(dataset, "labels", None), np.ndarray
         )
@@ -55,8 +61,7 @@ class DataLoader:
 
     def __len__(self) -> int:
         """The number of batches in an epoch."""
-        count = len(self.dataset) / self.batch_size
-        return math.floor(count) if self.drop_last else math.ceil(count)
+        return len(self.sampler)
 
     def __iter__(self):
         epoch = self.epoch
@@ -64,12 +69,10 @@ class DataLoader:
         return self._batches(epoch)
 
     def _batches(self, epoch: int):
-        # Two independent streams per epoch, so the order does not depend on the transform and back.
-        order_rng, transform_rng = (np.random.default_rng([self.seed, epoch, stream]) for stream in (0, 1))
-        size = len(self.dataset)
-        order = order_rng.permutation(size) if self.shuffle else np.arange(size)
-        for batch_number in range(len(self)):
-            indices = order[batch_number * self.batch_size : (batch_number + 1) * self.batch_size]
+        # Independent streams of (seed, epoch): 0 orders the epoch (in the sampler), 1 + rank draws this
+        # rank's augmentations, so the order does not depend on the transform and ranks crop differently.
+        transform_rng = np.random.default_rng([self.seed, epoch, 1 + self.sampler.rank])
+        for indices in self.sampler.batches(epoch):
             images, labels = self._gather(indices)
             if self.transform is not None:
                 images = self.transform(images, transform_rng)
@@ -80,6 +83,8 @@ class DataLoader:
         if self._in_memory:  # one fancy index per array, no Python loop over samples
             return self.dataset.images[indices], self.dataset.labels[indices].astype(np.int64)
         samples = [self.dataset[int(index)] for index in indices]
+        if not samples:  # a rank's empty part of a small batch (num_replicas > 1): shaped as the images are
+            return np.zeros((0, *np.shape(self.dataset[0][0])), np.float32), np.zeros(0, np.int64)
         shapes = {np.shape(image) for image, _ in samples}
         if len(shapes) > 1:
             raise ValueError(
@@ -92,5 +97,6 @@ class DataLoader:
     def __repr__(self) -> str:
         return (
             f"DataLoader({len(self.dataset)} samples, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-            f"seed={self.seed}, drop_last={self.drop_last}, device={self.device})"
+            f"seed={self.seed}, drop_last={self.drop_last}, device={self.device}"
+            + (f", rank {self.sampler.rank} of {self.sampler.num_replicas})" if self.sampler.num_replicas > 1 else ")")
         )
