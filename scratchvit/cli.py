@@ -4,6 +4,10 @@ training commands call scratchvit.recipes, whose keywords the parser's names mat
 
 A wrong argument, a missing file, a data set or checkpoint in the wrong format, a device that is
 not there: one line on stderr, `scratchvit CMD: error: ...`, and exit code 2.
+
+`mpirun -n N scratchvit train|pretrain|linprobe|finetune|eval ...` runs data-parallel (the recipes
+join the MPI job, see scratchvit.distributed); there an error on any rank names that rank and
+ends every rank with exit code 2, so the job never hangs waiting for the one that failed.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import textwrap
 
 import numpy as np
 
-from . import backend, recipes
+from . import backend, distributed, recipes
 from .data import DATASET_NAMES
 from .recipes import DEFAULT_OUT, SCHEDULES, WORKLOADS
 
@@ -412,6 +416,8 @@ def main(argv=None) -> int:
         return args.run(args)
     except _USER_ERRORS as error:
         message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        if distributed.world_size() > 1:  # the other ranks may wait for this one in a collective: end them all
+            distributed.abort(f"scratchvit {args.command}: error: {message}", exit_code=2)
         print(f"scratchvit {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,10 @@ prints where they are. The model takes its classes, channels and image size from
 unless model_kwargs say otherwise; images are resized to the model's size and grey images
 repeated to its channels when those differ.
 
+Under an MPI launcher (`mpirun -n 4 scratchvit train ...`) the recipes train data-parallel
+(scratchvit.distributed): batch_size is the global batch, which the ranks split, so N processes
+train as one does, only faster; rank 0 prints and writes the files.
+
 The MAE recipes follow He et al. 2022, Appendix A, and the official main_pretrain.py,
 main_linprobe.py and main_finetune.py (facebookresearch/mae); their docstrings say where these differ.
 """
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
+from . import backend, distributed
 from .autograd import Tensor
 from .data import ArrayDataset, DataLoader, DatasetError, ImageFolder, load_dataset
 from .data import transforms as T
@@ -131,10 +135,12 @@ def _fit_to_model(dataset, model):
 
 def _loader(dataset, model, batch_size: int, device, *, train: bool = False, seed: int = 0, augment=None):
     """A DataLoader of `dataset` fitted to `model`. train: shuffled, the last partial batch dropped
-    (as the official MAE loaders), `augment` (a transform giving the model's size) applied."""
+    (as the official MAE loaders), `augment` (a transform giving the model's size) applied. Under
+    MPI it yields this rank's part of every batch."""
     dataset, resize = _fit_to_model(dataset, model)
     loader = DataLoader(dataset, batch_size, shuffle=train, seed=seed, drop_last=train,
-                        transform=augment if augment is not None else resize, device=device)  # fmt: skip
+                        transform=augment if augment is not None else resize, device=device,
+                        num_replicas=distributed.world_size(), rank=distributed.rank())  # fmt: skip
     if len(loader) == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the {len(dataset)} training images")
     return loader
@@ -145,6 +151,28 @@ def _check_classes(model, dataset) -> None:
         raise ValueError(
             f"the model has {getattr(model, 'num_classes', 'no')} classes but the data set has {len(dataset.classes)}"
         )
+
+
+def _start(seed: int, device):
+    """Join the MPI job when an MPI launcher started this process (one process: nothing changes),
+    seed the generators and return the device to compute on.
+
+    Each rank seeds seed + rank, as the official MAE code does, so that dropout masks and MAE
+    noise differ between ranks; the model is the same on all, broadcast from rank 0 by fit. The
+    ranks on one host take one GPU each (distributed.local_device).
+    """
+    distributed.init()
+    backend.manual_seed(seed + distributed.rank())
+    device = distributed.local_device(device)
+    if distributed.world_size() > 1 and device is not None:
+        backend.set_default_device(device)  # tensors made without a device go to this rank's GPU too
+    return device
+
+
+def _say(message: str) -> None:
+    """print on rank 0 only: one line per job, not one per rank."""
+    if distributed.is_main():
+        print(message)
 
 
 # ---- models -----------------------------------------------------------------------------------
@@ -252,15 +280,16 @@ def _run(title: str, model, train_loader, optimizer, schedule, *, out_dir, epoch
     checkpoint, metrics = out / CHECKPOINT_NAME, out / METRICS_NAME
     trainable = model.num_parameters(trainable_only=True)
     peak_lr = max(group["lr"] for group in optimizer.param_groups)  # the base lr; layer decay scales it down
-    print(f"{title}: {getattr(model, 'model_name', type(model).__name__)}, {model.num_parameters():,} parameters "
+    ranks = f" x {distributed.world_size()} ranks" if distributed.world_size() > 1 else ""
+    _say(f"{title}: {getattr(model, 'model_name', type(model).__name__)}, {model.num_parameters():,} parameters "
           f"({trainable:,} trained), {len(train_loader.dataset)} images, {epochs} epoch(s) of {len(train_loader)} "
-          f"steps, peak lr {peak_lr:.3g}, on {train_loader.device}")  # fmt: skip
+          f"steps, peak lr {peak_lr:.3g}, on {train_loader.device}{ranks}")  # fmt: skip
     history = fit(model, train_loader, optimizer, epochs=epochs, eval_loader=eval_loader, loss_fn=loss_fn,
                   label_smoothing=label_smoothing, schedule=schedule, clip_grad=clip_grad, checkpoint=checkpoint,
                   resume=resume, metrics=metrics, progress=progress)  # fmt: skip
     if history and "eval_acc1" in history[-1]:
-        print(f"test top-1 {history[-1]['eval_acc1']:.2f}%  top-5 {history[-1].get('eval_acc5', float('nan')):.2f}%")
-    print(f"checkpoint: {checkpoint}\nmetrics:    {metrics}")
+        _say(f"test top-1 {history[-1]['eval_acc1']:.2f}%  top-5 {history[-1].get('eval_acc5', float('nan')):.2f}%")
+    _say(f"checkpoint: {checkpoint}\nmetrics:    {metrics}")
     return {"checkpoint": checkpoint, "metrics": metrics, "history": history, "model": model}
 
 
@@ -280,7 +309,7 @@ def train_classifier(model_name: str, data: str = "digits", *, data_root=None, o
     resume: a checkpoint of this same run to go on from. Returns {"checkpoint", "metrics",
     "history", "model"}.
     """
-    backend.manual_seed(seed)
+    device = _start(seed, device)
     if _is_mae(model_name):
         raise ValueError(f"{model_name} is a masked autoencoder: pre-train it with `scratchvit pretrain`, "
                          "then `scratchvit finetune` or `linprobe` its encoder")  # fmt: skip
@@ -311,7 +340,7 @@ def pretrain_mae(model_name: str = "mae_vit_base_patch16", data: str = "digits",
     Table 1d). No evaluation during pre-training, as main_pretrain.py. The model takes the data
     set's channels and image size unless model_kwargs say otherwise.
     """
-    backend.manual_seed(seed)
+    device = _start(seed, device)
     if not _is_mae(model_name):
         raise ValueError(f"pretrain trains a masked autoencoder (mae_vit_*), not {model_name}; "
                          "train classifiers with `scratchvit train`")  # fmt: skip
@@ -342,7 +371,7 @@ def linear_probe(checkpoint, data: str = "digits", *, data_root=None, out_dir=DE
     The paper trains the head with LARS at batch 16,384; this recipe uses SGD with momentum 0.9
     (optimizer="sgd") or AdamW ("adamw") instead, and no augmentation.
     """
-    backend.manual_seed(seed)
+    device = _start(seed, device)
     if optimizer not in ("sgd", "adamw"):
         raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
     mae = _load_mae(checkpoint)
@@ -373,7 +402,7 @@ def fine_tune(checkpoint, data: str = "digits", *, data_root=None, out_dir=DEFAU
 
     Not here: the official recipe's RandAugment, mixup, cutmix and random erasing.
     """
-    backend.manual_seed(seed)
+    device = _start(seed, device)
     mae = _load_mae(checkpoint)
     train_set, test_set = load_dataset(data, data_root, "train"), load_dataset(data, data_root, "test")
     extra = {"drop_path_rate": drop_path} | ({} if img_size is None else {"img_size": img_size})
@@ -398,7 +427,7 @@ def evaluate_model(data: str = "digits", *, checkpoint=None, model_name: str | N
     weights of any format scratchvit reads (num_classes defaults to the data set's). Prints one
     line; with out_dir, writes the numbers to out_dir/eval.json. Returns {"loss", "acc1", "acc5", ...}.
     """
-    backend.manual_seed(seed)
+    device = _start(seed, device)
     if (checkpoint is None) == (pretrained is None):
         raise ValueError("evaluate a checkpoint of ours, or a model name with pretrained weights: give exactly one")
     if checkpoint is not None:  # the model first: a wrong file is reported before a large data set is read
@@ -416,9 +445,9 @@ def evaluate_model(data: str = "digits", *, checkpoint=None, model_name: str | N
     model.to(backend.get_device(device))
     results = evaluate(model, _loader(dataset, model, batch_size, device))
     name = getattr(model, "model_name", type(model).__name__)
-    print(f"{name} on {data} {split} ({len(dataset)} images): top-1 {results['acc1']:.2f}%  "
-          f"top-5 {results['acc5']:.2f}%  loss {results['loss']:.4f}")  # fmt: skip
-    if out_dir is not None:
+    _say(f"{name} on {data} {split} ({len(dataset)} images): top-1 {results['acc1']:.2f}%  "
+         f"top-5 {results['acc5']:.2f}%  loss {results['loss']:.4f}")  # fmt: skip
+    if out_dir is not None and distributed.is_main():
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         record = {"data": data, "split": split, "images": len(dataset), "model": name,
                   "checkpoint": None if checkpoint is None else str(checkpoint),

@@ -7,6 +7,11 @@ smoothing, Szegedy et al. 2016, as the ViT/DeiT recipes); `masked_autoencoder_lo
 loss that an MAE forward computes itself (He et al. 2022, Sec. 3), with no logits to score.
 
 A batch is what the data loader yields: (images (B, C, H, W) Tensor, labels (B,) int array).
+
+Under MPI (scratchvit.distributed, several ranks) each rank runs this same loop on its part of
+every batch: the gradients are averaged over the whole batch after backward, the reported loss
+and metrics are those of the whole batch on every rank, and only rank 0 shows progress and
+writes metrics and checkpoints. With one process none of that runs.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 
+from .. import distributed
 from ..autograd import Tensor, no_grad
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.errors import CheckpointError
@@ -87,6 +93,8 @@ def train_one_epoch(model, loader, optimizer, loss_fn, *, epoch: int = 0, step: 
     step: the global step count so far (the schedule's position). clip_grad: max global gradient
     norm, or None. metrics: a MetricsWriter that gets a {"kind": "step", ...} line every
     log_interval steps. Raises NonFiniteLossError, before the update, when the loss is NaN or inf.
+    Under MPI, `loader` yields this rank's part of each batch (possibly empty); the loss, the
+    statistics and the step records are those of the whole batch, the same on every rank.
 
     Returns (stats, step): stats {"loss", "acc1" (when logits come back), "lr", "images",
     "time", "images_per_s"}, step the global step count after this epoch.
@@ -101,8 +109,14 @@ def train_one_epoch(model, loader, optimizer, loss_fn, *, epoch: int = 0, step: 
         for batch_index, batch in enumerate(bar if bar is not None else loader):
             if schedule is not None:
                 lr = schedule.step(optimizer)
-            loss, logits = _call_loss(loss_fn, model, batch)
-            loss_value = loss.item()
+            batch_size = local_size = len(batch[0])
+            loss, logits, loss_value = None, None, 0.0
+            if local_size:  # under MPI a rank's part of a small last batch can be empty
+                loss, logits = _call_loss(loss_fn, model, batch)
+                loss_value = loss.item()
+            if distributed.world_size() > 1:  # the whole batch's loss and size: every rank stops together
+                loss_sum, batch_size = distributed.all_reduce_sum([loss_value * local_size, local_size])
+                loss_value, batch_size = float(loss_sum / batch_size), int(batch_size)
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(
                     f"the loss is {loss_value} at step {step} (epoch {epoch}, batch {batch_index}); stopped before "
@@ -110,15 +124,16 @@ def train_one_epoch(model, loader, optimizer, loss_fn, *, epoch: int = 0, step: 
                     step=step, epoch=epoch,
                 )  # fmt: skip
             optimizer.zero_grad()
-            loss.backward()
+            if loss is not None:
+                loss.backward()
+            distributed.all_reduce_grads(parameters, weight=local_size)
             grad_norm = clip_grad_norm_(parameters, clip_grad) if clip_grad is not None else None
             optimizer.step()
 
-            batch_size = len(batch[0])
             images_seen += batch_size
             loss_meter.update(loss_value, batch_size)
             if logits is not None:
-                accuracy_meter.update(accuracy(logits, batch[1])[0], batch_size)
+                accuracy_meter.update(accuracy(logits, batch[1])[0], local_size)
             images_per_s = images_seen / max(time.perf_counter() - started, 1e-9)
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_meter.average:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.0f}")
@@ -131,6 +146,7 @@ def train_one_epoch(model, loader, optimizer, loss_fn, *, epoch: int = 0, step: 
     finally:
         if bar is not None:
             bar.close()
+    _combine_ranks(accuracy_meter)
     elapsed = time.perf_counter() - started
     stats = {"loss": loss_meter.average, "lr": lr, "images": images_seen, "time": elapsed,
              "images_per_s": images_seen / max(elapsed, 1e-9)}  # fmt: skip
@@ -139,11 +155,21 @@ def train_one_epoch(model, loader, optimizer, loss_fn, *, epoch: int = 0, step: 
     return stats, step
 
 
+def _combine_ranks(*meters) -> None:
+    """Under MPI: make each meter the average over every rank's samples (sums and counts added)."""
+    if distributed.world_size() > 1:
+        for meter in meters:
+            meter.sum, count = distributed.all_reduce_sum([meter.sum, meter.count])
+            meter.count = int(count)
+
+
 def evaluate(model, loader, loss_fn=None, topk=(1, 5)) -> dict:
     """Mean loss and top-k accuracies (percent) over `loader`, in eval mode under no_grad.
 
     loss_fn: as for training; default plain cross-entropy. Returns {"loss", "acc1", "acc5", ...}
     (the accuracies only when loss_fn returns logits). The model's train/eval mode is restored.
+    Under MPI each rank evaluates its part of the batches and every rank returns the results
+    over all of them.
     """
     loss_fn = loss_fn or classification_loss()
     was_training = model.training
@@ -153,6 +179,8 @@ def evaluate(model, loader, loss_fn=None, topk=(1, 5)) -> dict:
     try:
         with no_grad():
             for batch in loader:
+                if len(batch[0]) == 0:  # a rank's empty part of a small last batch
+                    continue
                 loss, logits = _call_loss(loss_fn, model, batch)
                 batch_size = len(batch[0])
                 loss_meter.update(loss.item(), batch_size)
@@ -161,6 +189,7 @@ def evaluate(model, loader, loss_fn=None, topk=(1, 5)) -> dict:
                         accuracy_meters[k].update(value, batch_size)
     finally:
         model.train(was_training)
+    _combine_ranks(loss_meter, *accuracy_meters.values())
     results = {"loss": loss_meter.average}
     results.update({f"acc{k}": meter.average for k, meter in accuracy_meters.items() if meter.count})
     return results
@@ -184,6 +213,11 @@ def fit(model, train_loader, optimizer, *, epochs: int, eval_loader=None, loss_f
     History: one dict per epoch: epoch, step, train_loss, train_acc1, lr, eval_loss, eval_acc1,
     eval_acc5, time, images_per_s. Raises NonFiniteLossError naming the step when the loss
     diverges; the last checkpoint written stays as it was.
+
+    Under MPI every rank calls fit with its own loaders (DataLoader(num_replicas=, rank=)): rank
+    0's parameters are broadcast to all at the start (after resuming), and only rank 0 shows
+    progress and writes metrics and the checkpoint, which every rank can resume from. Resuming
+    restores rank 0's random generators on rank 0 only; the others keep their own streams.
     """
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
@@ -191,7 +225,7 @@ def fit(model, train_loader, optimizer, *, epochs: int, eval_loader=None, loss_f
     eval_loss_fn = loss_fn or classification_loss()
     start_epoch, step, history, last_saved = 0, 0, [], None
     if resume is not None:
-        state = load_checkpoint(resume, model, optimizer, schedule, restore_rng=True)
+        state = load_checkpoint(resume, model, optimizer, schedule, restore_rng=distributed.is_main())
         if state.epoch is None or state.step is None:
             raise CheckpointError(
                 f"{state.path}: the checkpoint holds no epoch and step to resume from (not written by fit)"
@@ -199,7 +233,9 @@ def fit(model, train_loader, optimizer, *, epochs: int, eval_loader=None, loss_f
         start_epoch, step = state.epoch + 1, state.step
         history = list(state.extra.get("history", []))
         last_saved = f"{state.path} (epoch {state.epoch})"
-    writer = MetricsWriter(metrics) if metrics is not None else None
+    distributed.broadcast_parameters(model)
+    progress = progress and distributed.is_main()
+    writer = MetricsWriter(metrics) if metrics is not None and distributed.is_main() else None
     try:
         for epoch in range(start_epoch, epochs):
             if hasattr(train_loader, "set_epoch"):
@@ -223,8 +259,10 @@ def fit(model, train_loader, optimizer, *, epochs: int, eval_loader=None, loss_f
             if writer is not None:
                 writer.write({"kind": "epoch", **record})
             if checkpoint is not None:
-                saved = save_checkpoint(checkpoint, model, optimizer, schedule, epoch=epoch, step=step,
-                                        extra={"history": history})  # fmt: skip
+                saved = checkpoint  # rank 0 writes it; the other ranks name the same file in their errors
+                if distributed.is_main():
+                    saved = save_checkpoint(checkpoint, model, optimizer, schedule, epoch=epoch, step=step,
+                                            extra={"history": history})  # fmt: skip
                 last_saved = f"{saved} (epoch {epoch})"
             if progress:
                 _print(
