@@ -179,11 +179,11 @@ def all_reduce_grads(parameters, weight: float = 1.0) -> None:
         # then the weight itself, so that one all-reduce sums all three.
         flat = xp.zeros(count + len(group) + 1, dtype=group[0].data.dtype)
         offset = 0
-        for position, parameter in enumerate(group):
+        for parameter in group:
             if parameter.grad is not None:
                 xp.multiply(parameter.grad.reshape(-1), weight, out=flat[offset : offset + parameter.size])
-                flat[count + position] = 1
             offset += parameter.size
+        flat[count:-1] = xp.asarray([parameter.grad is not None for parameter in group], dtype=flat.dtype)
         flat[-1] = weight
         _all_reduce_sum_in_place(flat)
         flat[:count] /= flat[-1]
