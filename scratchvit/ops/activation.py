@@ -9,54 +9,63 @@ from __future__ import annotations
 
 import math
 
-from ..autograd import Function, Tensor
+import numpy as np
+
+from ..autograd import Function, Tensor, is_grad_enabled
 from ..backend import xp_of
 from .chunks import map_chunks
-from .erf import erf
+from .erf import erf_float64, erf_rational
 from .shape import check_axis
 
 _INV_SQRT2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SCRATCH = (np.float64,) * 4  # erf_rational's work arrays
 
 
-def _gelu_forward(x, cdf, out):
-    """cdf = Phi(x) = (1 + erf(x / sqrt 2)) / 2,  out = x * Phi(x)"""
-    phi = erf(x * _INV_SQRT2)
-    phi += 1
-    phi *= 0.5
-    cdf[...] = phi
-    xp_of(x).multiply(x, phi, out=out)
-
-
-def _gelu_backward(x, cdf, grad, out):
-    """out = grad * (Phi(x) + x * phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)"""
+def _gelu(x, out, *work):
+    """out = x * Phi(x); returns Phi(x) = (1 + erf(x / sqrt 2)) / 2 in float64 (one of work)."""
     xp = xp_of(x)
-    slope = x * x
+    if x.dtype == np.float32:
+        cdf = erf_rational(x, work, scale=_INV_SQRT2)
+    else:  # float64: gradient checks need every digit
+        cdf = work[0]
+        cdf[...] = erf_float64(x * _INV_SQRT2)
+    cdf += 1
+    cdf *= 0.5
+    xp.multiply(x, cdf, out=out, casting="same_kind")
+    return cdf
+
+
+def _gelu_and_slope(x, out, slope, *work):
+    """_gelu, and slope = d out / dx = Phi(x) + x * phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)."""
+    xp = xp_of(x)
+    cdf = _gelu(x, out, *work)
+    xp.multiply(x, x, out=slope)
     slope *= -0.5
     xp.exp(slope, out=slope)
     slope *= x
     slope *= _INV_SQRT_2PI
-    slope += cdf
-    xp.multiply(grad, slope, out=out)
+    xp.add(slope, cdf, out=slope, casting="same_kind")
 
 
 class GELU(Function):
-    """The forward runs a cache-sized chunk at a time on every core (chunks.py): SciPy's float32
-    erf, at about 15 ns an element on one core, costs more than the GEMM before it. The
-    backward, cheap ufuncs only, is faster in one pass."""
+    """The forward runs a cache-sized chunk at a time on every core (chunks.py). When a gradient
+    will be asked for, it also computes the slope GELU'(x) while x and Phi(x) are in cache: the
+    backward is then one multiply, and x need not be kept."""
 
-    def forward(self, x):
+    def forward(self, x, need_slope):
         xp = xp_of(x)
-        self.x, self.cdf = x, xp.empty(x.shape, x.dtype)
         out = xp.empty(x.shape, x.dtype)
-        map_chunks(_gelu_forward, (x,), (self.cdf, out))
+        if need_slope:
+            self.slope = xp.empty(x.shape, x.dtype)
+            map_chunks(_gelu_and_slope, (x,), (out, self.slope), scratch=_SCRATCH)
+        else:
+            map_chunks(_gelu, (x,), (out,), scratch=_SCRATCH)
         return out
 
     def backward(self, grad):
         # dx = g * (Phi(x) + x * phi(x))
-        grad_x = xp_of(grad).empty(grad.shape, grad.dtype)
-        _gelu_backward(self.x, self.cdf, grad, grad_x)
-        return grad_x
+        return grad * self.slope
 
 
 class ReLU(Function):
@@ -102,7 +111,8 @@ class LogSoftmax(Function):
 
 def gelu(x) -> Tensor:
     """GELU(x) = x * Phi(x), Phi the standard normal CDF (exact erf form, as timm's nn.GELU)."""
-    return GELU.apply(x)
+    need_slope = is_grad_enabled() and isinstance(x, Tensor) and x.requires_grad
+    return GELU.apply(x, need_slope=need_slope)
 
 
 def relu(x) -> Tensor:

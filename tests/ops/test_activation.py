@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import assert_same_value_and_grads, host, leaf, seeds, shapes
 
+import scratchvit as sv
 from scratchvit import ops as F
 from scratchvit.ops.erf import erf_series
 
@@ -125,11 +126,44 @@ def test_gelu_on_large_arrays_in_chunks_equals_one_pass():
     assert x.size >= chunks.PARALLEL_MIN_SIZE
     upstream = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
     function = activation.GELU()
-    out = function.forward(x)
+    out = function.forward(x, need_slope=True)
     grad = function.backward(upstream)
-    cdf, expected_out, expected_grad = np.empty_like(x), np.empty_like(x), np.empty_like(x)
-    activation._gelu_forward(x, cdf, expected_out)
-    activation._gelu_backward(x, cdf, upstream, expected_grad)
+    expected_out, slope = np.empty_like(x), np.empty_like(x)
+    work = [np.empty(x.shape) for _ in activation._SCRATCH]
+    activation._gelu_and_slope(x, expected_out, slope, *work)
     assert out.dtype == grad.dtype == np.float32
     np.testing.assert_array_equal(out, expected_out)
-    np.testing.assert_array_equal(grad, expected_grad)
+    np.testing.assert_array_equal(grad, upstream * slope)
+    np.testing.assert_array_equal(activation.GELU().forward(x, need_slope=False), expected_out)
+
+
+def test_gelu_float32_is_accurate_to_float32(device):
+    """The float32 forward (rational erf) and slope against float64 math, on a dense grid."""
+    grid = np.linspace(-10, 10, 200_000)
+    x = leaf(grid, device, dtype=np.float32)
+    out = F.gelu(x)
+    out.backward(device.xp.ones(grid.shape, dtype=np.float32))
+    x64 = host(x).astype(np.float64)
+    cdf = 0.5 * (1 + np.array([math.erf(v / math.sqrt(2)) for v in x64]))
+    expected_out = x64 * cdf
+    expected_slope = cdf + x64 * np.exp(-x64 * x64 / 2) / math.sqrt(2 * math.pi)
+    assert out.dtype == x.grad.dtype == np.float32
+    # float32 rounding of the result, plus |x| times Phi's absolute error: at most 1.5e-8, where
+    # Phi(x) = 0 or 1 for |x| > 5.54 (erf clipped to +-1 beyond 3.92). SciPy's float32 erf gave
+    # 4.5e-8 here, PyTorch 2.14's GELU 3e-7.
+    error = np.abs(host(out) - expected_out)
+    assert np.all(error <= 2**-24 * np.abs(expected_out) + 1.6e-8 * np.abs(x64))
+    assert np.max(np.abs(host(x.grad) - expected_slope)) < 1.5e-7
+    with sv.no_grad():  # the slope's x * x would overflow at 1e30 (harmlessly: exp(-inf) = 0)
+        far = host(F.gelu(leaf([-1e30, -1000.0, 1000.0, 1e30], device, dtype=np.float32)))
+    # Phi is exactly 0 or 1 out there
+    np.testing.assert_array_equal(far, np.array([0.0, 0.0, 1000.0, 1e30], dtype=np.float32))
+
+
+def test_gelu_without_grad_equals_gelu_with_grad(device):
+    values = np.random.default_rng(0).standard_normal((4, 5))
+    for dtype in (np.float32, np.float64):
+        with_grad = host(F.gelu(leaf(values, device, dtype=dtype)))
+        with sv.no_grad():
+            without = host(F.gelu(leaf(values, device, dtype=dtype)))
+        np.testing.assert_array_equal(without, with_grad)
