@@ -92,7 +92,7 @@ def torch_case(name: str, arrays: list):
     return step
 
 
-def worker(framework: str, repeats: int) -> dict:
+def worker(framework: str, repeats: int, names: list) -> dict:
     import numpy as np
 
     if framework == "torch":
@@ -101,7 +101,8 @@ def worker(framework: str, repeats: int) -> dict:
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count())))
     rng = np.random.default_rng(0)
     results = {}
-    for name, (shapes, _, _) in CASES.items():
+    for name in names:
+        shapes = CASES[name][0]
         arrays = [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
         make = scratchvit_case if framework == "scratchvit" else torch_case
         results[name] = median_seconds(make(name, arrays), repeats, warmup=2)
@@ -116,20 +117,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted(CASES), metavar="OP", help=f"run only these ops (of {', '.join(CASES)})"
+    )
     parser.add_argument("--torch-python", default=torch_python_default())
     parser.add_argument("--worker", choices=["scratchvit", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.repeats)))
+        print(json.dumps(worker(args.worker, args.repeats, args.only or list(CASES))))
         return
     script, options = os.path.abspath(__file__), ["--repeats", str(args.repeats)]
+    if args.only:
+        options += ["--only", *args.only]
     ours = run_worker(script, sys.executable, options + ["--worker", "scratchvit"], args.threads)
     peer = run_worker(script, args.torch_python, options + ["--worker", "torch"], args.threads)
     if "error" in ours:
         raise SystemExit(f"scratchvit worker failed: {ours['error']}")
     peak = ours.pop("numpy_sgemm_gflops")
     print(json.dumps({"numpy_sgemm_peak_gflops": round(peak, 1), "threads": args.threads}))
-    for name, (_, flops, moved) in CASES.items():
+    for name in args.only or CASES:
+        _, flops, moved = CASES[name]
         line = {"op": name, "scratchvit_ms": round(ours[name] * 1e3, 3)}
         if flops:
             line.update(scratchvit_gflops=round(flops / ours[name] / 1e9, 1),
