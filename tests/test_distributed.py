@@ -282,17 +282,19 @@ def test_a_checkpoint_resumes_with_another_number_of_ranks(tmp_path):
 def test_a_rank_that_raises_ends_the_job_naming_the_rank_and_the_error(tmp_path):
     completed = run(launch(2, [sys.executable, str(WORKER), "--out", str(tmp_path), "--fail-rank", "1",
                                "--fail-call", "1"]), timeout=60)  # fmt: skip
-    assert completed.returncode != 0
-    assert "[rank 1 of 2]" in completed.stderr
-    assert "RuntimeError: injected failure at call 1" in completed.stderr
+    assert completed.returncode != 0, completed.stderr
+    assert "[rank 1 of 2]" in completed.stderr, completed.stderr
+    assert "RuntimeError: injected failure at call 1" in completed.stderr, completed.stderr
 
 
 @needs_mpi
 def test_the_command_line_under_mpiexec_reports_an_error_with_the_rank_and_exit_code_2(tmp_path):
     command = [sys.executable, "-m", "scratchvit", "train", "--model", "mae_vit_base_patch16", "--out", str(tmp_path)]
     completed = run(launch(2, command), timeout=60)
-    assert completed.returncode == 2
-    assert "of 2] scratchvit train: error: mae_vit_base_patch16 is a masked autoencoder" in completed.stderr
+    assert completed.returncode == 2, completed.stderr
+    assert "of 2] scratchvit train: error: mae_vit_base_patch16 is a masked autoencoder" in completed.stderr, (
+        completed.stderr
+    )
 
 
 @needs_mpi
