@@ -83,3 +83,20 @@ def test_layer_norm_float32(device):
     out = F.layer_norm(x, weight, bias, eps=1e-6)
     assert out.dtype == np.float32
     np.testing.assert_allclose(host(out).mean(axis=-1), 0.0, atol=1e-6)
+
+
+def test_layer_norm_float32_at_vit_width_matches_float64(device):
+    """ViT-S rows (C = 384) with a mean far from 0, float32 against the float64 result."""
+    rng = np.random.default_rng(0)
+    values = 3 * rng.standard_normal((50, 384)) + 20
+    arrays = [values, 1 + 0.1 * rng.standard_normal(384), rng.standard_normal(384)]
+    upstream = rng.standard_normal(values.shape)
+    results = {}
+    for dtype in (np.float32, np.float64):
+        leaves = [leaf(a, device, dtype=dtype) for a in arrays]
+        out = F.layer_norm(*leaves, eps=1e-6)
+        out.backward(device.xp.asarray(upstream, dtype=dtype))
+        assert out.dtype == dtype and leaves[0].grad.dtype == dtype
+        results[dtype] = [host(out)] + [host(t.grad) for t in leaves]
+    for got, expected in zip(results[np.float32], results[np.float64], strict=True):
+        np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4 * np.abs(expected).max())
