@@ -88,10 +88,11 @@ class Softmax(Function):
         return out
 
     def backward(self, grad):
-        # dx = y * (g - sum(g * y))
+        # dx = y * (g - sum(g * y)), in one new array: g * y, then (g - its sum) * y over it
         y = self.out
         grad_x = grad * y
-        grad_x -= y * grad_x.sum(axis=self.axis, keepdims=True)
+        xp_of(grad).subtract(grad, grad_x.sum(axis=self.axis, keepdims=True), out=grad_x)
+        grad_x *= y
         return grad_x
 
 
@@ -105,8 +106,12 @@ class LogSoftmax(Function):
         return out
 
     def backward(self, grad):
-        # dx = g - softmax(x) * sum(g)
-        return grad - xp_of(grad).exp(self.out) * grad.sum(axis=self.axis, keepdims=True)
+        # dx = g - softmax(x) * sum(g), in one new array
+        xp = xp_of(grad)
+        grad_x = xp.exp(self.out)
+        grad_x *= grad.sum(axis=self.axis, keepdims=True)
+        xp.subtract(grad, grad_x, out=grad_x)
+        return grad_x
 
 
 def gelu(x) -> Tensor:

@@ -31,9 +31,10 @@ def attention_forward(q, k, v, bias, mask, scale: float, dropout_mask):
             scores += term
         else:  # the term broadcasts the scores to a larger shape
             scores = scores + term
-    scores -= scores.max(axis=-1, keepdims=True)  # softmax in place, shifted by the row max
+    # softmax in place, shifted by the row max; row sums by einsum (one pass, no temporary)
+    scores -= scores.max(axis=-1, keepdims=True)
     xp.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True)
+    scores /= xp.einsum("...j->...", scores)[..., None]
     output = (scores if dropout_mask is None else scores * dropout_mask) @ v
     return output, scores
 
@@ -43,18 +44,22 @@ def attention_backward(grad, q, k, v, attention, scale: float, dropout_mask, bia
 
     With D the dropout mask (1 without dropout) and A the attention weights:
     dV = (A D)^T g;  dA = (g V^T) D;  dS = A * (dA - sum(dA * A));  dQ = dS K * scale;  dK = dS^T Q * scale
+    dS is also the bias gradient. The scale multiplies dQ and dK, smaller than dS when Nk > d.
     """
+    xp = xp_of(grad)
     kept = attention if dropout_mask is None else attention * dropout_mask
     grad_v = kept.swapaxes(-1, -2) @ grad
     grad_scores = grad @ v.swapaxes(-1, -2)
     if dropout_mask is not None:
         grad_scores *= dropout_mask
-    grad_scores -= (grad_scores * attention).sum(axis=-1, keepdims=True)
+    grad_scores -= xp.einsum("...j,...j->...", grad_scores, attention)[..., None]
     grad_scores *= attention
     grad_bias = None if bias_shape is None else unbroadcast(grad_scores, bias_shape)
-    # not in place: when bias has the scores' full shape, unbroadcast returned grad_scores itself
-    grad_scores = grad_scores * scale
-    return grad_scores @ k, grad_scores.swapaxes(-1, -2) @ q, grad_v, grad_bias
+    grad_q = grad_scores @ k
+    grad_q *= scale
+    grad_k = grad_scores.swapaxes(-1, -2) @ q
+    grad_k *= scale
+    return grad_q, grad_k, grad_v, grad_bias
 
 
 class ScaledDotProductAttention(Function):
