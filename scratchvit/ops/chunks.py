@@ -22,7 +22,19 @@ from ..backend import xp_of
 
 CHUNK_SIZE = 1 << 15  # elements: 128 KiB of float32, 256 KiB of float64 per array; a few fit in L2
 PARALLEL_MIN_SIZE = 1 << 16
-_THREADS = os.cpu_count() or 1
+
+
+def _thread_count() -> int:
+    """As many threads as the BLAS is told to use (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, as a
+    benchmark or an MPI rank pinned to one core sets them), else one per core this process may run on."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_THREADS = _thread_count()
 _pool: ThreadPoolExecutor | None = None
 _per_thread = threading.local()
 
