@@ -112,7 +112,7 @@ start = time.perf_counter()
 history = fit(model, train_loader, optimizer, epochs=epochs, eval_loader=test_loader, label_smoothing=0.1,
               schedule=schedule, progress=False)  # fmt: skip
 print(f"Swin test accuracy {history[-1]['eval_acc1']:.2f}% after {epochs} epochs, "
-      f"{time.perf_counter() - start:.1f} s of training (the ViT demo: 97.5% in PyTorch)")  # fmt: skip
+      f"{time.perf_counter() - start:.1f} s of training")  # fmt: skip
 
 # %% [markdown]
 # ## 5. What it learned

@@ -21,7 +21,7 @@ import textwrap
 
 import numpy as np
 
-from . import backend, distributed, recipes
+from . import backend, demo, distributed, recipes
 from .data import DATASET_NAMES
 from .recipes import DEFAULT_OUT, SCHEDULES, WORKLOADS
 
@@ -122,9 +122,7 @@ def _call(recipe, args, **computed):
 
 def cmd_demo(args) -> int:
     """The digits demo: a small ViT trained, evaluated and drawn (scratchvit.demo.run_demo)."""
-    from .demo import run_demo  # matplotlib and scikit-learn are needed by this command only
-
-    _call(run_demo, args, epochs=2 if args.quick else args.epochs)
+    _call(demo.run_demo, args, epochs=2 if args.quick else args.epochs)
     return 0
 
 
@@ -244,15 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scratchvit", description="Vision Transformers from scratch on NumPy or CuPy.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo = _command(commands, "demo", "train a small ViT on the digits and draw what it learned",
-                    "Train a 136k-parameter ViT on scikit-learn's 8x8 digits (AdamW, one-cycle, label smoothing), "
-                    "then write training curves, test predictions and attention maps as PNGs into --out.",
-                    "scratchvit demo --epochs 30 --out runs/demo")  # fmt: skip
-    _add_common(demo, writes_files=True)
-    demo.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
-    demo.add_argument("--quick", action="store_true", help="2 epochs: a smoke test, not a trained model")
-    demo.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    demo.set_defaults(run=cmd_demo)
+    demo_parser = _command(commands, "demo", "train a small ViT on the digits and draw what it learned",
+                           "Train a 136k-parameter ViT on scikit-learn's 8x8 digits (AdamW, one-cycle, label "
+                           "smoothing), then write training curves, test predictions and attention maps as PNGs "
+                           "into --out.", "scratchvit demo --epochs 60 --out runs/demo")  # fmt: skip
+    _add_common(demo_parser, writes_files=True)
+    demo_parser.add_argument("--epochs", type=int, default=demo.DIGITS_EPOCHS,
+                             help=f"epochs (default {demo.DIGITS_EPOCHS})")  # fmt: skip
+    demo_parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke test, not a trained model")
+    demo_parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    demo_parser.set_defaults(run=cmd_demo)
 
     train = _command(commands, "train", "train a classifier (ViT, Swin) on a data set",
                      "Train a registered classifier from scratch (or from --pretrained weights) with AdamW, "

@@ -1,10 +1,15 @@
 """`scratchvit demo`: train a small ViT on the embedded digits and show what it learned.
 
-The recipe matches the PyTorch + timm reference measured on a 2-core CPU (shared/BASELINES.md):
+The recipe starts from the PyTorch + timm reference measured on a 2-core CPU (shared/BASELINES.md):
 a 136k-parameter ViT (img 8, patch 2, dim 64, depth 4, 4 heads, mlp_ratio 2), AdamW at 2e-3 with
-a one-cycle schedule, label smoothing 0.1, batch 64, 30 epochs, on scikit-learn's 8x8 digits with
-a fixed stratified 80/20 split. It writes training curves, a grid of test predictions and
-class-token attention maps (rollout) as PNGs.
+weight decay 0.05 and a one-cycle schedule, label smoothing 0.1, batch 64, on scikit-learn's 8x8
+digits with a fixed stratified 80/20 split. Three changes, because that recipe reaches 93-96% over
+seeds in both timm and scratchvit (its 97.5% is one lucky seed; tools/digits_twin.py trains the
+two from the same weights): 50 epochs instead of 30, stochastic depth 0.1 (DeiT's regulariser,
+Touvron et al. 2021) and the head reading the mean of the patch tokens instead of a class token
+(global_pool "avg", as ViT's Appendix D.3 and MAE's fine-tuning do). Over seeds 0-5 they give
+96.7-98.1%, mean 97.4%; the 360 test images alone make any one score uncertain by about 0.9%.
+It writes training curves, a grid of test predictions and attention-rollout maps as PNGs.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from .models import create_model
 from .train import AdamW, OneCycleSchedule, fit, param_groups_weight_decay
 
 DIGITS_VIT = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4, num_heads=4,
-                  mlp_ratio=2.0)  # fmt: skip
+                  mlp_ratio=2.0, class_token=False, global_pool="avg", drop_path_rate=0.1)  # fmt: skip
+DIGITS_EPOCHS = 50
 
 
-def run_demo(out_dir: str = "scratchvit-out", device=None, seed: int = 0, epochs: int = 30, batch_size: int = 64,
-             progress: bool = True) -> dict:  # fmt: skip
+def run_demo(out_dir: str = "scratchvit-out", device=None, seed: int = 0, epochs: int = DIGITS_EPOCHS,
+             batch_size: int = 64, progress: bool = True) -> dict:  # fmt: skip
     """Train, evaluate and draw; returns test accuracy, training time and the figure paths."""
     backend.manual_seed(seed)
     os.makedirs(out_dir, exist_ok=True)

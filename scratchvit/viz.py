@@ -86,13 +86,20 @@ def plot_predictions(images: np.ndarray, labels, predictions, path: str, columns
 
 
 def attention_rollout(model, images) -> np.ndarray:
-    """(B, C, H, W) -> (B, h, w): the class token's attention rolled out through every block.
+    """(B, C, H, W) -> (B, h, w): how much each patch feeds what the head reads, rolled out
+    through every block (Abnar & Zuidema 2020).
 
     Per layer: A = mean over heads of softmax(q k^T / sqrt(d)); A' = (A + I) / 2 for the residual
-    path, rows renormalised; rollout = A'_L ... A'_1; the class token's row over the patches.
+    path, rows renormalised; rollout = A'_L ... A'_1. The head reads the class token
+    (global_pool 'token'): its row over the patches; or the mean of the patch tokens ('avg'):
+    the mean of their rows, since the mean of the outputs mixes the inputs by the mean of the
+    rows.
     """
-    if getattr(model, "cls_token", None) is None:
-        raise ValueError("attention rollout needs a model with a class token")
+    if model.global_pool not in ("token", "avg"):
+        raise ValueError(
+            f"attention rollout follows a class token (global_pool 'token') or the mean of the patch "
+            f"tokens ('avg'), got global_pool {model.global_pool!r}"
+        )
     captured = []
 
     def capture(module, inputs, output):
@@ -125,8 +132,9 @@ def attention_rollout(model, images) -> np.ndarray:
         attention /= attention.sum(-1, keepdims=True)
         rollout = attention if rollout is None else attention @ rollout
     prefix = rollout.shape[-1] - model.patch_embed.num_patches
+    read = rollout[:, 0] if model.global_pool == "token" else rollout[:, prefix:].mean(axis=1)
     grid_h, grid_w = model.patch_embed.grid_size
-    return rollout[:, 0, prefix:].reshape(-1, grid_h, grid_w)
+    return read[:, prefix:].reshape(-1, grid_h, grid_w)
 
 
 def plot_attention_maps(images: np.ndarray, maps: np.ndarray, path: str, columns: int = 8) -> str:
@@ -141,7 +149,7 @@ def plot_attention_maps(images: np.ndarray, maps: np.ndarray, path: str, columns
         axes[0, index].axis("off")
         axes[1, index].axis("off")
     axes[0, 0].set_title("image", fontsize=8, loc="left")
-    axes[1, 0].set_title("class-token attention (rollout)", fontsize=8, loc="left")
+    axes[1, 0].set_title("attention rollout", fontsize=8, loc="left")
     return _save(figure, path)
 
 

@@ -94,11 +94,28 @@ def test_rollout_of_two_blocks_multiplies_the_layers():
     np.testing.assert_allclose(viz.attention_rollout(model, images), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_rollout_needs_a_class_token():
+def test_rollout_of_an_average_pooling_vit_is_the_mean_of_the_patch_rows():
     sv.manual_seed(0)
     model = sv.create_model("vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, num_classes=10,
                             embed_dim=16, depth=1, num_heads=2, class_token=False, global_pool="avg")  # fmt: skip
-    with pytest.raises(ValueError, match="class token"):
+    images = sv.tensor(_images(3))
+    attention = model.blocks[0].attn
+    with sv.no_grad():
+        tokens = model.patch_embed(images) + model.pos_embed  # (B, 16, D): no class token
+        qkv = F.linear(model.blocks[0].norm1(tokens), attention.qkv.weight, attention.qkv.bias)
+        qkv = qkv.reshape(3, 16, 3, attention.num_heads, attention.head_dim).permute(2, 0, 3, 1, 4)
+        weights = F.softmax(qkv[0] @ qkv[1].transpose(-1, -2) * attention.head_dim**-0.5, axis=-1)
+    residual = 0.5 * weights.numpy().mean(axis=1) + 0.5 * np.eye(16)
+    expected = residual.mean(axis=1).reshape(3, 4, 4)  # the pooled token mixes the patches by the mean row
+    np.testing.assert_allclose(viz.attention_rollout(model, images), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(expected.reshape(3, -1).sum(axis=1), 1, rtol=1e-6)
+
+
+def test_rollout_refuses_a_pooling_it_cannot_follow():
+    sv.manual_seed(0)
+    model = sv.create_model("vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, num_classes=10,
+                            embed_dim=16, depth=1, num_heads=2, class_token=False, global_pool="max")  # fmt: skip
+    with pytest.raises(ValueError, match="global_pool 'max'"):
         viz.attention_rollout(model, sv.tensor(_images(1)))
 
 
