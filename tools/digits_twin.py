@@ -1,7 +1,7 @@
 """Train the digits recipe in scratchvit and in PyTorch + timm side by side, from the same initial
 weights and with the same batches (dev only; needs torch + timm + scikit-learn):
 
-    /work/torchenv/bin/python tools/digits_twin.py [--epochs 30] [--seed 0]
+    /work/torchenv/bin/python tools/digits_twin.py [--epochs 50] [--seed 0]
 
 Prints per epoch the training loss and test accuracy of both. The two runs agree to the printed
 digits for the first epochs; float32 rounding then makes them drift apart like two seeds would.
@@ -20,13 +20,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import scratchvit as sv  # noqa: E402
 from scratchvit import ops as F  # noqa: E402
 from scratchvit.data import load_digits  # noqa: E402
-from scratchvit.demo import DIGITS_VIT  # noqa: E402
+from scratchvit.demo import DIGITS_EPOCHS, DIGITS_VIT  # noqa: E402
 from scratchvit.train import AdamW, OneCycleSchedule, param_groups_weight_decay  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=DIGITS_EPOCHS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
