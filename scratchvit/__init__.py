@@ -4,7 +4,7 @@
 >>> from scratchvit import ops as F
 """
 
-from . import distributed, nn, ops
+from . import allocator, distributed, nn, ops
 from .autograd import Function, Tensor, is_grad_enabled, no_grad, unbroadcast
 from .backend import cuda_is_available, default_device, get_device, manual_seed, set_default_device
 from .gradcheck import GradcheckError, gradcheck
@@ -13,6 +13,8 @@ from .models import create_model, list_models
 from .tensors import ones, randn, tensor, zeros
 
 __version__ = "0.1.0"
+
+allocator.configure_from_environment()  # freed arrays stay mapped for the next step (allocator.py)
 
 __all__ = [
     "CheckpointError", "Function", "GradcheckError", "Tensor", "create_model", "cuda_is_available",

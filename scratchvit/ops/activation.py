@@ -49,7 +49,7 @@ def _gelu_and_slope(x, out, slope, *work):
 
 
 class GELU(Function):
-    """The forward runs a cache-sized chunk at a time on every core (chunks.py). When a gradient
+    """The forward runs a cache-sized chunk at a time (chunks.py). When a gradient
     will be asked for, it also computes the slope GELU'(x) while x and Phi(x) are in cache: the
     backward is then one multiply, and x need not be kept."""
 

@@ -117,13 +117,12 @@ def test_softmax_axis_out_of_range(device):
 
 
 def test_gelu_on_large_arrays_in_chunks_equals_one_pass():
-    """Above chunks.PARALLEL_MIN_SIZE the forward runs chunk by chunk on threads; a strided input
-    and a size that is not a multiple of the chunk must give what one whole-array pass gives."""
+    """The forward runs chunk by chunk, reusing its work arrays; a strided input and a size that is
+    not a multiple of the chunk must give what one whole-array pass gives."""
     from scratchvit.ops import activation, chunks
 
-    values = np.random.default_rng(0).standard_normal((3, chunks.PARALLEL_MIN_SIZE + 7)).astype(np.float32)
-    x = values[:, ::2]  # strided, 3 * (PARALLEL_MIN_SIZE / 2 + 4) elements
-    assert x.size >= chunks.PARALLEL_MIN_SIZE
+    values = np.random.default_rng(0).standard_normal((3, 2 * chunks.CHUNK_SIZE + 7)).astype(np.float32)
+    x = values[:, ::2]  # strided, 3 * (CHUNK_SIZE + 4) elements: three chunks and a bit
     upstream = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
     function = activation.GELU()
     out = function.forward(x, need_slope=True)

@@ -77,9 +77,9 @@ def test_rational_erf_at_the_edges(device):
 
 
 def test_rational_erf_in_chunks_equals_one_pass():
-    """Large arrays go through chunks.map_chunks (threads, reused work arrays); a strided input
+    """Large arrays go through chunks.map_chunks (reused work arrays); a strided input
     and a size that is not a multiple of the chunk give what one whole-array pass gives."""
-    values = 3 * np.random.default_rng(0).standard_normal((3, chunks.PARALLEL_MIN_SIZE + 7)).astype(np.float32)
+    values = 3 * np.random.default_rng(0).standard_normal((3, 2 * chunks.CHUNK_SIZE + 7)).astype(np.float32)
     x = values[:, ::2]
     expected = erf_rational(x, [np.empty(x.shape) for _ in range(4)]).astype(np.float32)
     np.testing.assert_array_equal(erf(x), expected)
