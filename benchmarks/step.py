@@ -3,11 +3,17 @@ PyTorch on the same machine, in the same run, with the same batch and the same t
 
     python benchmarks/step.py vit_s16_224_b8 --peer torch --steps 7
     python benchmarks/step.py all --peer torch
+    python benchmarks/step.py all --peer torch --rounds 3
 
 Each framework runs in its own subprocess so their peak memory is measured apart: "peak memory
 above the import baseline" is the peak RSS after the steps minus the RSS once the framework is
 imported. Prints one JSON line per workload. PyTorch and timm (and the official MAE source, for
 mae_* workloads, via --mae-src) come from a separate environment: --torch-python PATH.
+
+--rounds R alternates the two workers R times (scratchvit, torch, scratchvit, ...) and reports
+the median over rounds of each framework's median step and of the round's ratio, with the
+ratios' range: on a shared or throttled virtual machine a step's time can drift by tens of
+percent between one process and the next, and a ratio taken within a round cancels most of it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -110,6 +117,7 @@ def main() -> None:
     parser.add_argument("--peer", choices=["torch", "none"], default="none")
     parser.add_argument("--steps", type=int, default=7, help="timed steps (the median is reported)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the two workers this many times")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--torch-python", default=torch_python_default())
@@ -124,29 +132,46 @@ def main() -> None:
         print(json.dumps(worker_torch(args.workload, args.steps, args.warmup, args.device, args.mae_src)))
         return
 
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     names = sorted(WORKLOADS) if args.workload == "all" else [args.workload]
     for name in names:
-        ours = _worker_result("scratchvit", name, args)
-        line = {"workload": name, "device": args.device, "threads": args.threads, "steps": args.steps}
-        if "error" in ours:
-            line["scratchvit_error"] = ours["error"]
-        else:
-            median = ours["seconds"]
-            flops = 3 * 2 * ours["forward_macs"]  # backward does about twice the forward's products
-            line.update(scratchvit_s=round(median, 4), scratchvit_gflops=round(flops / median / 1e9, 1),
-                        scratchvit_peak_mib=round(ours["peak_bytes"] / 2**20))  # fmt: skip
-        if args.peer == "torch":
-            peer = _worker_result("torch", name, args)
-            if "error" in peer:
-                line["torch_error"] = peer["error"]
-            else:
-                line.update(torch_s=round(peer["seconds"], 4),
-                            torch_peak_mib=round(peer["peak_bytes"] / 2**20))  # fmt: skip
-                if "scratchvit_s" in line:
-                    line["ratio"] = round(line["scratchvit_s"] / line["torch_s"], 3)
-                    line["memory_ratio"] = round(ours["peak_bytes"] / max(peer["peak_bytes"], 1), 3)
-        print(json.dumps(line), flush=True)
+        print(json.dumps(_compare(name, args)), flush=True)
 
+
+def _compare(name: str, args) -> dict:
+    """One JSON line for one workload: medians over args.rounds rounds of alternating workers."""
+    line = {"workload": name, "device": args.device, "threads": args.threads, "steps": args.steps}
+    if args.rounds > 1:
+        line["rounds"] = args.rounds
+    ours_runs, peer_runs = [], []
+    for _ in range(args.rounds):
+        ours_runs.append(_worker_result("scratchvit", name, args))
+        if args.peer == "torch":
+            peer_runs.append(_worker_result("torch", name, args))
+    errors = [run["error"] for run in ours_runs if "error" in run]
+    if errors:
+        line["scratchvit_error"] = errors[0]
+        return line
+    ours_s = statistics.median(run["seconds"] for run in ours_runs)
+    flops = 3 * 2 * ours_runs[0]["forward_macs"]  # backward does about twice the forward's products
+    ours_peak = statistics.median(run["peak_bytes"] for run in ours_runs)
+    line.update(scratchvit_s=round(ours_s, 4), scratchvit_gflops=round(flops / ours_s / 1e9, 1),
+                scratchvit_peak_mib=round(ours_peak / 2**20))  # fmt: skip
+    if args.peer != "torch":
+        return line
+    errors = [run["error"] for run in peer_runs if "error" in run]
+    if errors:
+        line["torch_error"] = errors[0]
+        return line
+    peer_peak = statistics.median(run["peak_bytes"] for run in peer_runs)
+    ratios = [ours["seconds"] / peer["seconds"] for ours, peer in zip(ours_runs, peer_runs, strict=True)]
+    line.update(torch_s=round(statistics.median(run["seconds"] for run in peer_runs), 4),
+                torch_peak_mib=round(peer_peak / 2**20), ratio=round(statistics.median(ratios), 3),
+                memory_ratio=round(ours_peak / max(peer_peak, 1), 3))  # fmt: skip
+    if args.rounds > 1:
+        line["ratio_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
+    return line
 
 if __name__ == "__main__":
     main()
