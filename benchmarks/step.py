@@ -173,5 +173,6 @@ def _compare(name: str, args) -> dict:
         line["ratio_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
     return line
 
+
 if __name__ == "__main__":
     main()
