@@ -202,8 +202,8 @@ def _load_weights_keeping_new_head(model, path) -> None:
             f"unexpected keys {sorted(unexpected)}"
         )
     if dropped:
-        print(f"{path}: loaded all but its {their_classes}-class head; the model has a new "
-              f"{model.num_classes}-class one")  # fmt: skip
+        _say(f"{path}: loaded all but its {their_classes}-class head; the model has a new "
+             f"{model.num_classes}-class one")  # fmt: skip
 
 
 def model_from_checkpoint(path):
