@@ -10,6 +10,7 @@ Everything else asks this module: `xp_of(array)` for the array module of an arra
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -68,6 +69,14 @@ def _cupy():
             raise RuntimeError("device 'cuda' needs a CUDA GPU, but CuPy found none")
         _cupy_module = cupy
     return _cupy_module
+
+
+def cupy_module(name: str):
+    """A part of CuPy that `import cupy` does not load, e.g. "cupy.cuda.nccl" (the NCCL bindings
+    distributed.py all-reduces GPU arrays with) or "cupyx.scipy.special" (erf). CuPy itself is
+    checked first, as for a CUDA device; ImportError when that part is missing."""
+    _cupy()
+    return importlib.import_module(name)
 
 
 def cuda_is_available() -> bool:

@@ -241,8 +241,7 @@ def _broadcast_in_place(flat, root: int) -> None:
 def _nccl(array) -> tuple:
     """(the cupy.cuda.nccl module, the communicator of the GPU `array` is on). The communicator is
     made the first time each rank gets here: rank 0 draws a unique id and MPI sends it to all."""
-    from cupy.cuda import nccl  # only reached with CuPy arrays, so CuPy is already imported
-
+    nccl = backend.cupy_module("cupy.cuda.nccl")  # only reached with CuPy arrays
     if not nccl.available:
         raise RuntimeError("all-reducing CuPy arrays needs NCCL, which this CuPy cannot load; install NCCL "
                            "for your CUDA version as CuPy's installation guide says")  # fmt: skip

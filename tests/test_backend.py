@@ -67,6 +67,12 @@ def test_cuda_without_cupy_fails_for_tensors_and_the_device_xp(without_cupy):
         sv.Tensor([1.0]).to("cuda")
 
 
+def test_parts_of_cupy_without_cupy_say_how_to_install_it(without_cupy):
+    for name in ("cupy.cuda.nccl", "cupyx.scipy.special"):
+        with pytest.raises(RuntimeError, match=r"needs CuPy, which is not installed: .*pip install .*cupy"):
+            backend.cupy_module(name)
+
+
 def test_cupy_without_a_gpu_says_so(monkeypatch):
     def no_gpu():
         raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..backend import xp_of
+from ..backend import cupy_module, xp_of
 from .chunks import map_chunks
 
 # erf(x) ~ x P(x^2) / Q(x^2) for |x| <= ERF_CLIP, coefficients lowest degree first, fitted by
@@ -98,7 +98,7 @@ def _library_erf(xp):
         if xp is np:
             from scipy.special import erf as library_erf
         else:
-            from cupyx.scipy.special import erf as library_erf
+            library_erf = cupy_module("cupyx.scipy.special").erf
     except ImportError:
         return None
     return library_erf
