@@ -357,7 +357,11 @@ class Tensor:
                 raise ValueError(f"backward(): grad has shape {grad.shape} but the tensor has {self.shape}")
 
         pending = {id(self): grad}
-        for tensor in reversed(_topological_order(self)):
+        order = _topological_order(self)
+        while order:
+            # popped, not iterated: once its gradient is passed on, nothing here holds the tensor,
+            # so its array (an activation no saved state needs) is freed unless the caller holds it
+            tensor = order.pop()
             grad = pending.pop(id(tensor), None)
             if grad is None:  # every backward on the way returned None for it: it gets no gradient
                 continue

@@ -5,6 +5,7 @@ reflected operators, no_grad, detach, item, leaf accumulation, unbroadcast."""
 from __future__ import annotations
 
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -72,6 +73,28 @@ def test_backward_frees_the_saved_arrays(device):
     product = x * x
     product.sum().backward()
     assert product.creator.released and not hasattr(product.creator, "a")
+
+
+def test_backward_frees_each_activation_once_its_gradient_is_passed_on(device):
+    """An intermediate array no saved state needs (GELU keeps its slope, not its input) is freed as
+    backward walks past it, not when backward returns: a probe upstream sees it gone."""
+    seen_alive = []
+
+    class Probe(sv.autograd.Function):
+        def forward(self, x):
+            return x * 1
+
+        def backward(self, grad):
+            seen_alive.append(activation() is not None)
+            return grad
+
+    x = leaf(np.linspace(-1, 1, 6), device)
+    hidden = F.gelu(Probe.apply(x))
+    activation = weakref.ref(hidden.data)  # the second GELU's input, held by the hidden tensor alone
+    loss = F.sum(F.gelu(hidden))
+    del hidden
+    loss.backward()
+    assert seen_alive == [False]
 
 
 def test_leaf_grad_accumulates_across_backward_calls_and_zero_grad_clears_it(device):
