@@ -16,12 +16,8 @@ from ..backend import xp_of
 from .random import keep_mask
 
 
-def attention_forward(q, k, v, bias, mask, scale: float, dropout_mask):
-    """softmax(q k^T * scale + bias + mask) [dropped out] @ v -> (output, attention weights A).
-
-    q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv); bias, mask, dropout_mask broadcast to the
-    scores (..., Nq, Nk); dropout_mask holds 0 or 1 / keep_prob."""
-    xp = xp_of(q)
+def attention_scores(q, k, bias, mask, scale: float):
+    """S = q k^T * scale + bias + mask: (..., Nq, Nk), a new array."""
     scores = q @ k.swapaxes(-1, -2)
     scores *= scale
     for term in (bias, mask):
@@ -31,22 +27,44 @@ def attention_forward(q, k, v, bias, mask, scale: float, dropout_mask):
             scores += term
         else:  # the term broadcasts the scores to a larger shape
             scores = scores + term
+    return scores
+
+
+def attention_forward(q, k, v, bias, mask, scale: float, dropout_mask):
+    """softmax(S) [dropped out] @ v, S = attention_scores(q, k, bias, mask, scale) -> (output, L).
+
+    q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv); bias, mask, dropout_mask broadcast to the
+    scores (..., Nq, Nk); dropout_mask holds 0 or 1 / keep_prob. L = log sum_j exp(S_ij), (..., Nq, 1):
+    all the backward keeps of the weights, which it recomputes as exp(S - L), as PyTorch's
+    flash attention does: (Nq, Nk) per head would outweigh every other saved activation of MAE's
+    decoder, and recomputing costs one more q k^T.
+    """
+    xp = xp_of(q)
+    weights = attention_scores(q, k, bias, mask, scale)
     # softmax in place, shifted by the row max; row sums by einsum (one pass, no temporary)
-    scores -= scores.max(axis=-1, keepdims=True)
-    xp.exp(scores, out=scores)
-    scores /= xp.einsum("...j->...", scores)[..., None]
-    output = (scores if dropout_mask is None else scores * dropout_mask) @ v
-    return output, scores
+    row_max = weights.max(axis=-1, keepdims=True)
+    weights -= row_max
+    xp.exp(weights, out=weights)
+    row_sum = xp.einsum("...j->...", weights)[..., None]
+    weights /= row_sum
+    output = (weights if dropout_mask is None else weights * dropout_mask) @ v
+    xp.log(row_sum, out=row_sum)
+    row_sum += row_max
+    return output, row_sum
 
 
-def attention_backward(grad, q, k, v, attention, scale: float, dropout_mask, bias_shape):
-    """Gradients of attention_forward: (dq, dk, dv) of the broadcast shapes, and dbias summed to bias_shape.
+def attention_backward(grad, q, k, v, log_normaliser, bias, mask, scale: float, dropout_mask):
+    """Gradients of attention_forward: (dq, dk, dv) of the broadcast shapes, and dS for the bias.
 
-    With D the dropout mask (1 without dropout) and A the attention weights:
+    The weights A = exp(S - L) are recomputed from q, k and the forward's L. With D the dropout
+    mask (1 without dropout):
     dV = (A D)^T g;  dA = (g V^T) D;  dS = A * (dA - sum(dA * A));  dQ = dS K * scale;  dK = dS^T Q * scale
     dS is also the bias gradient. The scale multiplies dQ and dK, smaller than dS when Nk > d.
     """
     xp = xp_of(grad)
+    attention = attention_scores(q, k, bias, mask, scale)
+    attention -= log_normaliser
+    xp.exp(attention, out=attention)
     kept = attention if dropout_mask is None else attention * dropout_mask
     grad_v = kept.swapaxes(-1, -2) @ grad
     grad_scores = grad @ v.swapaxes(-1, -2)
@@ -54,32 +72,31 @@ def attention_backward(grad, q, k, v, attention, scale: float, dropout_mask, bia
         grad_scores *= dropout_mask
     grad_scores -= xp.einsum("...j,...j->...", grad_scores, attention)[..., None]
     grad_scores *= attention
-    grad_bias = None if bias_shape is None else unbroadcast(grad_scores, bias_shape)
     grad_q = grad_scores @ k
     grad_q *= scale
     grad_k = grad_scores.swapaxes(-1, -2) @ q
     grad_k *= scale
-    return grad_q, grad_k, grad_v, grad_bias
+    return grad_q, grad_k, grad_v, grad_scores
 
 
 class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, bias, mask, scale, dropout_mask):
         """q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv) -> (..., Nq, dv)"""
-        output, self.attention = attention_forward(q, k, v, bias, mask, scale, dropout_mask)
-        self.q, self.k, self.v, self.scale, self.dropout_mask = q, k, v, scale, dropout_mask
-        self.bias_shape = None if bias is None else bias.shape
+        output, self.log_normaliser = attention_forward(q, k, v, bias, mask, scale, dropout_mask)
+        self.q, self.k, self.v, self.bias, self.mask = q, k, v, bias, mask
+        self.scale, self.dropout_mask = scale, dropout_mask
         return output
 
     def backward(self, grad):
         # the attention gradients of attention_backward, summed to each input's shape
-        grad_q, grad_k, grad_v, grad_bias = attention_backward(
-            grad, self.q, self.k, self.v, self.attention, self.scale, self.dropout_mask, self.bias_shape
+        grad_q, grad_k, grad_v, grad_scores = attention_backward(
+            grad, self.q, self.k, self.v, self.log_normaliser, self.bias, self.mask, self.scale, self.dropout_mask
         )
         return (
             unbroadcast(grad_q, self.q.shape),
             unbroadcast(grad_k, self.k.shape),
             unbroadcast(grad_v, self.v.shape),
-            grad_bias,
+            None if self.bias is None else unbroadcast(grad_scores, self.bias.shape),
         )
 
 
@@ -98,21 +115,21 @@ class MultiHeadSelfAttention(Function):
         self.q, self.k, self.v = (heads[:, :, :, part].transpose(0, 1, 3, 2, 4) for part in range(3))
         if mask is not None:
             mask = mask[:, None]  # (G, 1, N, N): the same for every image and head
-        output, self.attention = attention_forward(self.q, self.k, self.v, bias, mask, scale, dropout_mask)
-        self.scale, self.dropout_mask = scale, dropout_mask
-        self.bias_shape = None if bias is None else bias.shape
+        output, self.log_normaliser = attention_forward(self.q, self.k, self.v, bias, mask, scale, dropout_mask)
+        self.bias, self.mask, self.scale, self.dropout_mask = bias, mask, scale, dropout_mask
         return output.transpose(0, 1, 3, 2, 4).reshape(batch, tokens, width // 3)
 
     def backward(self, grad):
         # dq, dk, dv from attention_backward, written into their thirds of d(qkv)
         outer, groups, tokens, _, num_heads, head_dim = self.shape
         grad = grad.reshape(outer, groups, tokens, num_heads, head_dim).transpose(0, 1, 3, 2, 4)
-        grads = attention_backward(grad, self.q, self.k, self.v, self.attention, self.scale, self.dropout_mask,
-                                   self.bias_shape)  # fmt: skip
+        *grads, grad_scores = attention_backward(grad, self.q, self.k, self.v, self.log_normaliser, self.bias,
+                                                 self.mask, self.scale, self.dropout_mask)  # fmt: skip
         grad_qkv = xp_of(grad).empty(self.shape, dtype=grad.dtype)
         for part in range(3):
             grad_qkv[:, :, :, part] = grads[part].transpose(0, 1, 3, 2, 4)
-        return grad_qkv.reshape(outer * groups, tokens, -1), grads[3]
+        grad_bias = None if self.bias is None else unbroadcast(grad_scores, self.bias.shape)
+        return grad_qkv.reshape(outer * groups, tokens, -1), grad_bias
 
 
 def scaled_dot_product_attention(

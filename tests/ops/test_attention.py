@@ -145,6 +145,23 @@ def test_multi_head_self_attention_equals_split_heads_and_attention(device, size
     assert_same_value_and_grads(fused, composed, arrays, device, seed)
 
 
+def test_attention_keeps_one_number_per_query_row_not_the_weights(device):
+    """The backward recomputes the weights from q, k and L = log sum exp(scores) per query row:
+    neither attention op saves an array of the weights' (Nq, Nk) shape."""
+    rng = np.random.default_rng(0)
+    q, k, v = (leaf(rng.standard_normal((2, 3, 5, 4)), device) for _ in range(3))
+    qkv = leaf(rng.standard_normal((2, 5, 3 * 3 * 4)), device)
+    single = F.scaled_dot_product_attention(q, k, v)
+    fused = F.multi_head_self_attention(qkv, 3)  # heads viewed as (B, 1 group, heads, N, d)
+    for out, shape in ((single, (2, 3, 5, 1)), (fused, (2, 1, 3, 5, 1))):
+        saved = vars(out.creator)
+        assert saved["log_normaliser"].shape == shape
+        assert [name for name, value in saved.items() if getattr(value, "shape", ())[-2:] == (5, 5)] == []
+    scores = host(q.data @ k.data.swapaxes(-1, -2)) / 2  # scale 1 / sqrt(4)
+    expected = np.log(np.exp(scores).sum(axis=-1, keepdims=True))
+    np.testing.assert_allclose(host(vars(single.creator)["log_normaliser"]), expected, rtol=1e-12)
+
+
 def test_multi_head_self_attention_rejects_bad_shapes():
     qkv = sv.zeros(4, 3, 12)
     with pytest.raises(ValueError, match="divisible by num_heads 5"):
