@@ -13,12 +13,13 @@ import numpy as np
 
 from ..autograd import Function, Tensor, unbroadcast
 from ..backend import xp_of
+from .gemm import matmul
 from .random import keep_mask
 
 
 def attention_scores(q, k, bias, mask, scale: float):
     """S = q k^T * scale + bias + mask: (..., Nq, Nk), a new array."""
-    scores = q @ k.swapaxes(-1, -2)
+    scores = matmul(q, k.swapaxes(-1, -2))
     scores *= scale
     for term in (bias, mask):
         if term is None:
@@ -47,7 +48,7 @@ def attention_forward(q, k, v, bias, mask, scale: float, dropout_mask):
     xp.exp(weights, out=weights)
     row_sum = xp.einsum("...j->...", weights)[..., None]
     weights /= row_sum
-    output = (weights if dropout_mask is None else weights * dropout_mask) @ v
+    output = matmul(weights if dropout_mask is None else weights * dropout_mask, v)
     xp.log(row_sum, out=row_sum)
     row_sum += row_max
     return output, row_sum
@@ -66,15 +67,15 @@ def attention_backward(grad, q, k, v, log_normaliser, bias, mask, scale: float, 
     attention -= log_normaliser
     xp.exp(attention, out=attention)
     kept = attention if dropout_mask is None else attention * dropout_mask
-    grad_v = kept.swapaxes(-1, -2) @ grad
-    grad_scores = grad @ v.swapaxes(-1, -2)
+    grad_v = matmul(kept.swapaxes(-1, -2), grad)
+    grad_scores = matmul(grad, v.swapaxes(-1, -2))
     if dropout_mask is not None:
         grad_scores *= dropout_mask
     grad_scores -= xp.einsum("...j,...j->...", grad_scores, attention)[..., None]
     grad_scores *= attention
-    grad_q = grad_scores @ k
+    grad_q = matmul(grad_scores, k)
     grad_q *= scale
-    grad_k = grad_scores.swapaxes(-1, -2) @ q
+    grad_k = matmul(grad_scores.swapaxes(-1, -2), q)
     grad_k *= scale
     return grad_q, grad_k, grad_v, grad_scores
 
