@@ -411,7 +411,10 @@ _mse("mse_loss_sum", "sum")
 _mse("mse_loss_none", "none")
 
 # ---- attention: q (H, Nq, d), k (H, Nk, d), v (H, Nk, d + 1); bias and masks (Nq, Nk) ---------
-_ATTENTION_SIZES, _ATTENTION_RANGES = (2, 3, 3, 2), ((1, 2), (1, 3), (1, 4), (1, 3))
+# Short rows keep the weights for the backward, long ones recompute them (attention.keeps_weights):
+# 3 x 3 weights against 3 x 2 + 3 x 5 numbers of q, k, v are kept; 5 x 6 against 5 + 6 x 3 are not.
+_ATTENTION_SIZES, _LONG_ATTENTION_SIZES = (2, 3, 3, 2), (2, 5, 6, 1)
+_ATTENTION_RANGES = ((1, 2), (1, 5), (1, 6), (1, 3))
 
 
 def _qkv(rng, sizes, dtype, device) -> tuple:
@@ -430,7 +433,8 @@ def _allowed(rng, queries: int, keys: int) -> np.ndarray:
     return allowed
 
 
-@_register("scaled_dot_product_attention", F.scaled_dot_product_attention, _ATTENTION_SIZES, _ATTENTION_RANGES)
+@_register("scaled_dot_product_attention", F.scaled_dot_product_attention, _LONG_ATTENTION_SIZES,
+           _ATTENTION_RANGES)  # fmt: skip
 def _attention_inputs(rng, sizes, dtype, device):
     return _qkv(rng, sizes, dtype, device)
 
@@ -456,7 +460,7 @@ def _attention_mask_inputs(rng, sizes, dtype, device):
 @_register(
     "scaled_dot_product_attention_bool_mask",
     lambda q, k, v, bias, mask: F.scaled_dot_product_attention(q, k, v, bias=bias, mask=mask),
-    _ATTENTION_SIZES,
+    _LONG_ATTENTION_SIZES,
     _ATTENTION_RANGES,
 )
 def _attention_bool_mask_inputs(rng, sizes, dtype, device):
@@ -471,8 +475,8 @@ def _attention_dropout_inputs(rng, sizes, dtype, device):
 
 
 # sizes: (windows per image G, images, heads, tokens, head_dim); qkv is (G * images, N, 3 * heads * head_dim)
-_SELF_ATTENTION_SIZES = (2, 2, 2, 3, 2)
-_SELF_ATTENTION_RANGES = ((1, 2), (1, 2), (1, 2), (1, 3), (1, 2))
+_SELF_ATTENTION_SIZES, _LONG_SELF_ATTENTION_SIZES = (2, 2, 2, 3, 2), (2, 2, 2, 5, 1)  # weights kept / recomputed
+_SELF_ATTENTION_RANGES = ((1, 2), (1, 2), (1, 2), (1, 5), (1, 2))
 
 
 def _qkv_packed(rng, sizes, dtype, device) -> Tensor:
@@ -493,7 +497,7 @@ def _self_attention_inputs(rng, sizes, dtype, device):
 @_register(
     "multi_head_self_attention_bias_mask",
     lambda qkv, heads, bias, mask: F.multi_head_self_attention(qkv, heads, bias=bias, mask=mask),
-    _SELF_ATTENTION_SIZES,
+    _LONG_SELF_ATTENTION_SIZES,
     _SELF_ATTENTION_RANGES,
 )
 def _self_attention_bias_mask_inputs(rng, sizes, dtype, device):

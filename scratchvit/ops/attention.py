@@ -31,14 +31,25 @@ def attention_scores(q, k, bias, mask, scale: float):
     return scores
 
 
+def keeps_weights(q, k, v) -> bool:
+    """Whether the backward gets the attention weights A kept from the forward (True), or
+    recomputes them from q, k and L = log sum_j exp(S_ij), as PyTorch's flash attention does.
+
+    A has Nq x Nk numbers per head, q, k and v (kept anyway) Nq d + Nk d + Nk dv: A is kept while
+    it is no larger than they are, which caps what attention saves at twice its inputs. Beyond
+    that it is recomputed at the price of one more q k^T: MAE's decoder (197 tokens, heads of 32)
+    would otherwise save more for its weights than for all its other activations together.
+    """
+    queries, keys, head_dim, value_dim = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    return queries * keys <= queries * head_dim + keys * (head_dim + value_dim)
+
+
 def attention_forward(q, k, v, bias, mask, scale: float, dropout_mask):
-    """softmax(S) [dropped out] @ v, S = attention_scores(q, k, bias, mask, scale) -> (output, L).
+    """softmax(S) [dropped out] @ v, S = attention_scores(q, k, bias, mask, scale).
 
     q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv); bias, mask, dropout_mask broadcast to the
-    scores (..., Nq, Nk); dropout_mask holds 0 or 1 / keep_prob. L = log sum_j exp(S_ij), (..., Nq, 1):
-    all the backward keeps of the weights, which it recomputes as exp(S - L), as PyTorch's
-    flash attention does: (Nq, Nk) per head would outweigh every other saved activation of MAE's
-    decoder, and recomputing costs one more q k^T.
+    scores (..., Nq, Nk); dropout_mask holds 0 or 1 / keep_prob. Returns (output, A, None) when
+    keeps_weights(q, k, v), else (output, None, L), L = log sum_j exp(S_ij) of shape (..., Nq, 1).
     """
     xp = xp_of(q)
     weights = attention_scores(q, k, bias, mask, scale)
@@ -49,30 +60,33 @@ def attention_forward(q, k, v, bias, mask, scale: float, dropout_mask):
     row_sum = xp.einsum("...j->...", weights)[..., None]
     weights /= row_sum
     output = matmul(weights if dropout_mask is None else weights * dropout_mask, v)
+    if keeps_weights(q, k, v):
+        return output, weights, None
     xp.log(row_sum, out=row_sum)
     row_sum += row_max
-    return output, row_sum
+    return output, None, row_sum
 
 
-def attention_backward(grad, q, k, v, log_normaliser, bias, mask, scale: float, dropout_mask):
+def attention_backward(grad, q, k, v, weights, log_normaliser, bias, mask, scale: float, dropout_mask):
     """Gradients of attention_forward: (dq, dk, dv) of the broadcast shapes, and dS for the bias.
 
-    The weights A = exp(S - L) are recomputed from q, k and the forward's L. With D the dropout
-    mask (1 without dropout):
+    The weights A are the forward's, or recomputed as exp(S - L). With D the dropout mask
+    (1 without dropout):
     dV = (A D)^T g;  dA = (g V^T) D;  dS = A * (dA - sum(dA * A));  dQ = dS K * scale;  dK = dS^T Q * scale
     dS is also the bias gradient. The scale multiplies dQ and dK, smaller than dS when Nk > d.
     """
     xp = xp_of(grad)
-    attention = attention_scores(q, k, bias, mask, scale)
-    attention -= log_normaliser
-    xp.exp(attention, out=attention)
-    kept = attention if dropout_mask is None else attention * dropout_mask
+    if weights is None:
+        weights = attention_scores(q, k, bias, mask, scale)
+        weights -= log_normaliser
+        xp.exp(weights, out=weights)
+    kept = weights if dropout_mask is None else weights * dropout_mask
     grad_v = matmul(kept.swapaxes(-1, -2), grad)
     grad_scores = matmul(grad, v.swapaxes(-1, -2))
     if dropout_mask is not None:
         grad_scores *= dropout_mask
-    grad_scores -= xp.einsum("...j,...j->...", grad_scores, attention)[..., None]
-    grad_scores *= attention
+    grad_scores -= xp.einsum("...j,...j->...", grad_scores, weights)[..., None]
+    grad_scores *= weights
     grad_q = matmul(grad_scores, k)
     grad_q *= scale
     grad_k = matmul(grad_scores.swapaxes(-1, -2), q)
@@ -83,7 +97,7 @@ def attention_backward(grad, q, k, v, log_normaliser, bias, mask, scale: float, 
 class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, bias, mask, scale, dropout_mask):
         """q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv) -> (..., Nq, dv)"""
-        output, self.log_normaliser = attention_forward(q, k, v, bias, mask, scale, dropout_mask)
+        output, self.weights, self.log_normaliser = attention_forward(q, k, v, bias, mask, scale, dropout_mask)
         self.q, self.k, self.v, self.bias, self.mask = q, k, v, bias, mask
         self.scale, self.dropout_mask = scale, dropout_mask
         return output
@@ -91,8 +105,9 @@ class ScaledDotProductAttention(Function):
     def backward(self, grad):
         # the attention gradients of attention_backward, summed to each input's shape
         grad_q, grad_k, grad_v, grad_scores = attention_backward(
-            grad, self.q, self.k, self.v, self.log_normaliser, self.bias, self.mask, self.scale, self.dropout_mask
-        )
+            grad, self.q, self.k, self.v, self.weights, self.log_normaliser, self.bias, self.mask, self.scale,
+            self.dropout_mask,
+        )  # fmt: skip
         return (
             unbroadcast(grad_q, self.q.shape),
             unbroadcast(grad_k, self.k.shape),
@@ -116,7 +131,8 @@ class MultiHeadSelfAttention(Function):
         self.q, self.k, self.v = (heads[:, :, :, part].transpose(0, 1, 3, 2, 4) for part in range(3))
         if mask is not None:
             mask = mask[:, None]  # (G, 1, N, N): the same for every image and head
-        output, self.log_normaliser = attention_forward(self.q, self.k, self.v, bias, mask, scale, dropout_mask)
+        output, self.weights, self.log_normaliser = attention_forward(self.q, self.k, self.v, bias, mask, scale,
+                                                                      dropout_mask)  # fmt: skip
         self.bias, self.mask, self.scale, self.dropout_mask = bias, mask, scale, dropout_mask
         return output.transpose(0, 1, 3, 2, 4).reshape(batch, tokens, width // 3)
 
@@ -124,8 +140,8 @@ class MultiHeadSelfAttention(Function):
         # dq, dk, dv from attention_backward, written into their thirds of d(qkv)
         outer, groups, tokens, _, num_heads, head_dim = self.shape
         grad = grad.reshape(outer, groups, tokens, num_heads, head_dim).transpose(0, 1, 3, 2, 4)
-        *grads, grad_scores = attention_backward(grad, self.q, self.k, self.v, self.log_normaliser, self.bias,
-                                                 self.mask, self.scale, self.dropout_mask)  # fmt: skip
+        *grads, grad_scores = attention_backward(grad, self.q, self.k, self.v, self.weights, self.log_normaliser,
+                                                 self.bias, self.mask, self.scale, self.dropout_mask)  # fmt: skip
         grad_qkv = xp_of(grad).empty(self.shape, dtype=grad.dtype)
         for part in range(3):
             grad_qkv[:, :, :, part] = grads[part].transpose(0, 1, 3, 2, 4)

@@ -29,7 +29,8 @@ def attention_reference(q, k, v, bias=None, mask=None, scale=None):
 
 @st.composite
 def attention_case(draw):
-    batch, heads, queries, keys, head_dim = (draw(small) for _ in range(5))
+    batch, heads, head_dim = (draw(small) for _ in range(3))
+    queries, keys = draw(st.integers(1, 9)), draw(st.integers(1, 9))  # long rows: weights recomputed
     bias_shape = draw(st.sampled_from([None, (queries, keys), (heads, queries, keys), (batch, heads, queries, keys)]))
     mask_kind = draw(st.sampled_from([None, "additive", "boolean"]))
     return (batch, heads, queries, keys, head_dim), bias_shape, mask_kind, draw(seeds)
@@ -113,7 +114,7 @@ def test_attention_errors_name_the_argument(device):
 
 
 @given(
-    sizes=st.tuples(small, small, small, small, small),
+    sizes=st.tuples(small, small, small, st.integers(1, 8), small),  # 8 tokens of 1: weights recomputed
     with_bias=st.booleans(),
     with_mask=st.booleans(),
     seed=seeds,
@@ -145,21 +146,29 @@ def test_multi_head_self_attention_equals_split_heads_and_attention(device, size
     assert_same_value_and_grads(fused, composed, arrays, device, seed)
 
 
-def test_attention_keeps_one_number_per_query_row_not_the_weights(device):
-    """The backward recomputes the weights from q, k and L = log sum exp(scores) per query row:
-    neither attention op saves an array of the weights' (Nq, Nk) shape."""
+@pytest.mark.parametrize("tokens, head_dim, kept", [(5, 4, True), (9, 1, False)])
+def test_attention_keeps_the_weights_or_one_number_per_query_row(device, tokens, head_dim, kept):
+    """5 x 5 weights are no larger than q, k, v (5 x 4 each): kept. 9 x 9 are larger than 9 x 1
+    each: the backward recomputes them from q, k and L = log sum exp(scores) per query row, and
+    neither op saves an array of the weights' shape."""
     rng = np.random.default_rng(0)
-    q, k, v = (leaf(rng.standard_normal((2, 3, 5, 4)), device) for _ in range(3))
-    qkv = leaf(rng.standard_normal((2, 5, 3 * 3 * 4)), device)
+    q, k, v = (leaf(rng.standard_normal((2, 3, tokens, head_dim)), device) for _ in range(3))
+    qkv = leaf(rng.standard_normal((2, tokens, 3 * 3 * head_dim)), device)
     single = F.scaled_dot_product_attention(q, k, v)
     fused = F.multi_head_self_attention(qkv, 3)  # heads viewed as (B, 1 group, heads, N, d)
-    for out, shape in ((single, (2, 3, 5, 1)), (fused, (2, 1, 3, 5, 1))):
+    scores = host(q.data @ k.data.swapaxes(-1, -2)) / math.sqrt(head_dim)
+    for out, leading in ((single, (2, 3)), (fused, (2, 1, 3))):
         saved = vars(out.creator)
-        assert saved["log_normaliser"].shape == shape
-        assert [name for name, value in saved.items() if getattr(value, "shape", ())[-2:] == (5, 5)] == []
-    scores = host(q.data @ k.data.swapaxes(-1, -2)) / 2  # scale 1 / sqrt(4)
-    expected = np.log(np.exp(scores).sum(axis=-1, keepdims=True))
-    np.testing.assert_allclose(host(vars(single.creator)["log_normaliser"]), expected, rtol=1e-12)
+        weights_sized = [name for name, value in saved.items() if getattr(value, "shape", ())[-2:] == (tokens,) * 2]
+        assert weights_sized == (["weights"] if kept else [])
+        assert (saved["log_normaliser"] is None) == kept
+        if not kept:
+            assert saved["log_normaliser"].shape == leading + (tokens, 1)
+    if kept:
+        np.testing.assert_allclose(host(vars(single.creator)["weights"]).sum(axis=-1), 1.0, rtol=1e-12)
+    else:
+        expected = np.log(np.exp(scores).sum(axis=-1, keepdims=True))
+        np.testing.assert_allclose(host(vars(single.creator)["log_normaliser"]), expected, rtol=1e-12)
 
 
 def test_multi_head_self_attention_rejects_bad_shapes():
