@@ -7,6 +7,9 @@ costs 2n forward passes.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -105,3 +108,21 @@ def assert_same_value_and_grads(fused, reference, arrays_in: list, device, seed:
     for position, (got, expected) in enumerate(zip(fused_grads, reference_grads, strict=True)):
         assert got.shape == expected.shape, f"gradient of input {position}: shape {got.shape} != {expected.shape}"
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol, err_msg=f"gradient of input {position}")
+
+
+# ---- threads -------------------------------------------------------------------------------------
+@contextmanager
+def cut_in_parts(count: int = 3):
+    """Large work (products, attention) cut into `count` parts however small it is, on a pool of
+    count - 1 threads plus the caller's (ops/threads.py), whatever this machine's BLAS."""
+    from scratchvit.ops import threads
+
+    state, saved = threads._Threads(), (threads._threads, threads.MIN_PARALLEL_FLOPS)
+    state.found, state.own, state.count = True, True, count
+    state.pool = ThreadPoolExecutor(count - 1)
+    threads._threads, threads.MIN_PARALLEL_FLOPS = state, 0
+    try:
+        yield state
+    finally:
+        threads._threads, threads.MIN_PARALLEL_FLOPS = saved
+        state.pool.shutdown()

@@ -13,13 +13,13 @@ import numpy as np
 
 from ..autograd import Function, Tensor, unbroadcast
 from ..backend import xp_of
-from .gemm import matmul
+from . import threads
 from .random import keep_mask
 
 
 def attention_scores(q, k, bias, mask, scale: float):
     """S = q k^T * scale + bias + mask: (..., Nq, Nk), a new array."""
-    scores = matmul(q, k.swapaxes(-1, -2))
+    scores = q @ k.swapaxes(-1, -2)
     scores *= scale
     for term in (bias, mask):
         if term is None:
@@ -59,7 +59,7 @@ def attention_forward(q, k, v, bias, mask, scale: float, dropout_mask):
     xp.exp(weights, out=weights)
     row_sum = xp.einsum("...j->...", weights)[..., None]
     weights /= row_sum
-    output = matmul(weights if dropout_mask is None else weights * dropout_mask, v)
+    output = (weights if dropout_mask is None else weights * dropout_mask) @ v
     if keeps_weights(q, k, v):
         return output, weights, None
     xp.log(row_sum, out=row_sum)
@@ -81,39 +81,93 @@ def attention_backward(grad, q, k, v, weights, log_normaliser, bias, mask, scale
         weights -= log_normaliser
         xp.exp(weights, out=weights)
     kept = weights if dropout_mask is None else weights * dropout_mask
-    grad_v = matmul(kept.swapaxes(-1, -2), grad)
-    grad_scores = matmul(grad, v.swapaxes(-1, -2))
+    grad_v = kept.swapaxes(-1, -2) @ grad
+    grad_scores = grad @ v.swapaxes(-1, -2)
     if dropout_mask is not None:
         grad_scores *= dropout_mask
     grad_scores -= xp.einsum("...j,...j->...", grad_scores, weights)[..., None]
     grad_scores *= weights
-    grad_q = matmul(grad_scores, k)
+    grad_q = grad_scores @ k
     grad_q *= scale
-    grad_k = matmul(grad_scores.swapaxes(-1, -2), q)
+    grad_k = grad_scores.swapaxes(-1, -2) @ q
     grad_k *= scale
     return grad_q, grad_k, grad_v, grad_scores
+
+
+def _part(array, axis: int, start: int, stop: int, ndim: int):
+    """array[start:stop] along `axis` of the ndim-dim broadcast shape; all of it where it broadcasts."""
+    if array is None:
+        return None
+    local = axis - (ndim - array.ndim)  # shapes align on the right
+    if local < 0 or array.shape[local] == 1:
+        return array
+    return array[(slice(None),) * local + (slice(start, stop),)]
+
+
+class AttentionParts:
+    """attention_forward / attention_backward over parts of the batch, side by side on
+    threads.py's threads once the work is large enough: the whole op, products and softmax, runs
+    per part, so one thread's wake-up is paid per op, not per product."""
+
+    def forward(self, q, k, v, bias, mask, scale: float, dropout_mask):
+        """attention_forward's output; each part's weights or L are kept for the backward."""
+        self.q, self.k, self.v, self.bias, self.mask = q, k, v, bias, mask
+        self.scale, self.dropout_mask = scale, dropout_mask
+        arrays = [a for a in (q, k, v, bias, mask, dropout_mask) if a is not None]
+        self.ndim = max(a.ndim for a in arrays)
+        leading = np.broadcast_shapes(*(a.shape[:-2] for a in arrays))
+        queries, keys, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
+        parts = 1
+        if isinstance(q, np.ndarray) and leading:
+            parts = threads.parts_for(4 * int(np.prod(leading)) * queries * keys * head_dim)  # q k^T and A v
+        self.axis = int(np.argmax(leading)) if leading else 0
+        if parts < 2 or leading[self.axis] < parts:
+            self.cuts = [None]
+            output, weights, log_normaliser = attention_forward(q, k, v, bias, mask, scale, dropout_mask)
+            self.saved = [(weights, log_normaliser)]
+            return output
+        self.cuts = threads.bounds(leading[self.axis], parts)
+        results = threads.run_parts(
+            lambda start, stop: attention_forward(*(self._cut(a, start, stop) for a in (q, k, v, bias, mask)),
+                                                  scale, self._cut(dropout_mask, start, stop)),
+            self.cuts,
+        )  # fmt: skip
+        self.saved = [(weights, log_normaliser) for _, weights, log_normaliser in results]
+        return np.concatenate([output for output, _, _ in results], axis=self.axis)
+
+    def _cut(self, array, start: int, stop: int):
+        return _part(array, self.axis, start, stop, self.ndim)
+
+    def backward(self, grad):
+        """attention_backward per part, joined: (dq, dk, dv) of the broadcast shapes, and dS (None without bias)."""
+        if self.cuts == [None]:
+            grads = attention_backward(grad, self.q, self.k, self.v, *self.saved[0], self.bias, self.mask, self.scale,
+                                       self.dropout_mask)  # fmt: skip
+            return grads[:3] + (None if self.bias is None else grads[3],)
+
+        def part_backward(cut, saved):
+            q, k, v, bias, mask, dropout_mask, part_grad = (
+                self._cut(a, *cut) for a in (self.q, self.k, self.v, self.bias, self.mask, self.dropout_mask, grad)
+            )
+            return attention_backward(part_grad, q, k, v, *saved, bias, mask, self.scale, dropout_mask)
+
+        results = threads.run_parts(part_backward, list(zip(self.cuts, self.saved, strict=True)))
+        joined = [np.concatenate(grads, axis=self.axis) for grads in list(zip(*results, strict=True))[:3]]
+        grad_scores = None if self.bias is None else np.concatenate([part[3] for part in results], axis=self.axis)
+        return (*joined, grad_scores)
 
 
 class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, bias, mask, scale, dropout_mask):
         """q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv) -> (..., Nq, dv)"""
-        output, self.weights, self.log_normaliser = attention_forward(q, k, v, bias, mask, scale, dropout_mask)
-        self.q, self.k, self.v, self.bias, self.mask = q, k, v, bias, mask
-        self.scale, self.dropout_mask = scale, dropout_mask
-        return output
+        self.parts = AttentionParts()
+        self.shapes = (q.shape, k.shape, v.shape, None if bias is None else bias.shape)
+        return self.parts.forward(q, k, v, bias, mask, scale, dropout_mask)
 
     def backward(self, grad):
         # the attention gradients of attention_backward, summed to each input's shape
-        grad_q, grad_k, grad_v, grad_scores = attention_backward(
-            grad, self.q, self.k, self.v, self.weights, self.log_normaliser, self.bias, self.mask, self.scale,
-            self.dropout_mask,
-        )  # fmt: skip
-        return (
-            unbroadcast(grad_q, self.q.shape),
-            unbroadcast(grad_k, self.k.shape),
-            unbroadcast(grad_v, self.v.shape),
-            None if self.bias is None else unbroadcast(grad_scores, self.bias.shape),
-        )
+        grads = self.parts.backward(grad)
+        return tuple(None if g is None else unbroadcast(g, shape) for g, shape in zip(grads, self.shapes, strict=True))
 
 
 class MultiHeadSelfAttention(Function):
@@ -131,21 +185,19 @@ class MultiHeadSelfAttention(Function):
         self.q, self.k, self.v = (heads[:, :, :, part].transpose(0, 1, 3, 2, 4) for part in range(3))
         if mask is not None:
             mask = mask[:, None]  # (G, 1, N, N): the same for every image and head
-        output, self.weights, self.log_normaliser = attention_forward(self.q, self.k, self.v, bias, mask, scale,
-                                                                      dropout_mask)  # fmt: skip
-        self.bias, self.mask, self.scale, self.dropout_mask = bias, mask, scale, dropout_mask
+        self.parts, self.bias_shape = AttentionParts(), None if bias is None else bias.shape
+        output = self.parts.forward(self.q, self.k, self.v, bias, mask, scale, dropout_mask)
         return output.transpose(0, 1, 3, 2, 4).reshape(batch, tokens, width // 3)
 
     def backward(self, grad):
         # dq, dk, dv from attention_backward, written into their thirds of d(qkv)
         outer, groups, tokens, _, num_heads, head_dim = self.shape
         grad = grad.reshape(outer, groups, tokens, num_heads, head_dim).transpose(0, 1, 3, 2, 4)
-        *grads, grad_scores = attention_backward(grad, self.q, self.k, self.v, self.weights, self.log_normaliser,
-                                                 self.bias, self.mask, self.scale, self.dropout_mask)  # fmt: skip
+        *grads, grad_scores = self.parts.backward(grad)
         grad_qkv = xp_of(grad).empty(self.shape, dtype=grad.dtype)
         for part in range(3):
             grad_qkv[:, :, :, part] = grads[part].transpose(0, 1, 3, 2, 4)
-        grad_bias = None if self.bias is None else unbroadcast(grad_scores, self.bias.shape)
+        grad_bias = None if grad_scores is None else unbroadcast(grad_scores, self.bias_shape)
         return grad_qkv.reshape(outer * groups, tokens, -1), grad_bias
 
 

@@ -8,7 +8,7 @@ are all linear maps).
 from __future__ import annotations
 
 from ..autograd import Function, Tensor, unbroadcast
-from . import gemm
+from . import threads
 
 
 class MatMul(Function):
@@ -18,7 +18,7 @@ class MatMul(Function):
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match in the inner dimension")
         self.a, self.b = a, b
-        return gemm.matmul(a, b) if a.ndim > 1 and b.ndim > 1 else a @ b
+        return threads.matmul(a, b) if a.ndim > 1 and b.ndim > 1 else a @ b
 
     def backward(self, grad):
         # da = g @ b^T, db = a^T @ g; vectors are treated as (1, n) / (n, 1) matrices
@@ -28,8 +28,8 @@ class MatMul(Function):
             grad = grad[..., None]
         if self.a.ndim == 1:
             grad = grad[..., None, :]
-        grad_a = gemm.matmul(grad, b.swapaxes(-1, -2))
-        grad_b = gemm.matmul(a.swapaxes(-1, -2), grad)
+        grad_a = threads.matmul(grad, b.swapaxes(-1, -2))
+        grad_b = threads.matmul(a.swapaxes(-1, -2), grad)
         grad_a = unbroadcast(grad_a, a.shape).reshape(self.a.shape)
         grad_b = unbroadcast(grad_b, b.shape).reshape(self.b.shape)
         return grad_a, grad_b
@@ -40,7 +40,7 @@ class Linear(Function):
         """x: (..., in), weight: (out, in), bias: (out,) or None -> (..., out)"""
         self.x2d = x.reshape(-1, x.shape[-1])  # (M, in), M = product of the leading dims
         self.weight, self.input_shape, self.has_bias = weight, x.shape, bias is not None
-        out = gemm.matmul(self.x2d, weight.T)
+        out = threads.matmul(self.x2d, weight.T)
         if bias is not None:
             out += bias
         return out.reshape(*x.shape[:-1], weight.shape[0])
@@ -48,8 +48,8 @@ class Linear(Function):
     def backward(self, grad):
         # dx = g @ W, dW = g^T @ x, db = sum of g over all rows: three GEMMs on 2-D views
         grad2d = grad.reshape(-1, grad.shape[-1])
-        grad_x = gemm.matmul(grad2d, self.weight).reshape(self.input_shape)
-        grad_weight = gemm.matmul(grad2d.T, self.x2d)
+        grad_x = threads.matmul(grad2d, self.weight).reshape(self.input_shape)
+        grad_weight = threads.matmul(grad2d.T, self.x2d)
         grad_bias = grad2d.sum(axis=0) if self.has_bias else None
         return grad_x, grad_weight, grad_bias
 
