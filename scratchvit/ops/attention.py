@@ -119,7 +119,7 @@ class AttentionParts:
         queries, keys, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
         parts = 1
         if isinstance(q, np.ndarray) and leading:
-            parts = threads.parts_for(4 * int(np.prod(leading)) * queries * keys * head_dim)  # q k^T and A v
+            parts = threads.parts_for(4 * math.prod(leading) * queries * keys * head_dim)  # q k^T and A v
         self.axis = int(np.argmax(leading)) if leading else 0
         if parts < 2 or leading[self.axis] < parts:
             self.cuts = [None]

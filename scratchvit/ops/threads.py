@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -179,9 +180,9 @@ def matmul(a, b):
     """
     if not isinstance(a, np.ndarray):  # CuPy: the GPU's own BLAS
         return a @ b
-    leading = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    leading = () if a.ndim == b.ndim == 2 else np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     rows, inner, columns = a.shape[-2], a.shape[-1], b.shape[-1]
-    parts = parts_for(2 * int(np.prod(leading)) * rows * inner * columns)
+    parts = parts_for(2 * math.prod(leading) * rows * inner * columns)
     if parts < 2:
         return a @ b
     if not leading and inner > 2 * max(rows, columns):
