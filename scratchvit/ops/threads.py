@@ -67,8 +67,17 @@ def _openblas_paths() -> list:
     return paths
 
 
+def _numpy_blas_name() -> str:
+    """The BLAS NumPy was built against, from its build configuration ('' when it does not say)."""
+    config = getattr(np.__config__, "CONFIG", {})
+    return str(config.get("Build Dependencies", {}).get("blas", {}).get("name", ""))
+
+
 def find_openblas() -> OpenBLAS | None:
-    """The OpenBLAS NumPy uses, or None (another BLAS, or none found)."""
+    """The OpenBLAS NumPy uses, or None (another BLAS, such as MKL, or none found)."""
+    name = _numpy_blas_name()
+    if name and "openblas" not in name.lower():  # an OpenBLAS loaded by another library is not NumPy's
+        return None
     for path in _openblas_paths():
         try:
             library = ctypes.CDLL(path)

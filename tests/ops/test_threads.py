@@ -145,3 +145,8 @@ def _child_product_and_state():
     fresh = threads._threads is not None and threads._threads.pool is None
     product = threads.matmul(np.ones((3, 4), np.float32), np.ones((4, 3), np.float32))
     return fresh, float(product.sum() / 3)
+
+
+def test_a_numpy_built_on_another_blas_is_left_alone(monkeypatch):
+    monkeypatch.setattr(threads, "_numpy_blas_name", lambda: "mkl-sdl")
+    assert threads.find_openblas() is None
