@@ -113,16 +113,17 @@ def assert_same_value_and_grads(fused, reference, arrays_in: list, device, seed:
 # ---- threads -------------------------------------------------------------------------------------
 @contextmanager
 def cut_in_parts(count: int = 3):
-    """Large work (products, attention) cut into `count` parts however small it is, on a pool of
+    """Large work (products, attention, chunked kernels) cut into `count` parts however small it is, on a pool of
     count - 1 threads plus the caller's (ops/threads.py), whatever this machine's BLAS."""
-    from scratchvit.ops import threads
+    from scratchvit.ops import chunks, threads
 
-    state, saved = threads._Threads(), (threads._threads, threads.MIN_PARALLEL_FLOPS)
+    state = threads._Threads()
+    saved = (threads._threads, threads.MIN_PARALLEL_FLOPS, chunks.MIN_PARALLEL_ELEMENTS)
     state.found, state.own, state.count = True, True, count
     state.pool = ThreadPoolExecutor(count - 1)
-    threads._threads, threads.MIN_PARALLEL_FLOPS = state, 0
+    threads._threads, threads.MIN_PARALLEL_FLOPS, chunks.MIN_PARALLEL_ELEMENTS = state, 0, 0
     try:
         yield state
     finally:
-        threads._threads, threads.MIN_PARALLEL_FLOPS = saved
+        threads._threads, threads.MIN_PARALLEL_FLOPS, chunks.MIN_PARALLEL_ELEMENTS = saved
         state.pool.shutdown()

@@ -139,12 +139,13 @@ def restore_blas_threads() -> None:
         _threads.count, _threads.own = 1, False
 
 
-def parts_for(flops: float) -> int:
-    """How many parts to cut work of `flops` floating-point operations into: 1 below
-    MIN_PARALLEL_FLOPS or on one core; else one per core, taking over from OpenBLAS if not yet."""
+def parts_for(work: float, minimum: float | None = None) -> int:
+    """How many parts to cut `work` into (floating-point operations, or the elements of an
+    elementwise kernel): 1 below `minimum` (MIN_PARALLEL_FLOPS unless given) or on one core;
+    else one per core, taking over from OpenBLAS if not yet."""
     if not _threads.found:
         _threads.find()
-    if _threads.count < 2 or flops < MIN_PARALLEL_FLOPS:
+    if _threads.count < 2 or work < (MIN_PARALLEL_FLOPS if minimum is None else minimum):
         return 1
     if not _threads.own:
         _threads.take_over()

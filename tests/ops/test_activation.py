@@ -3,13 +3,14 @@ forward and backward; rows of softmax sum to 1; huge logits stay finite."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import assert_same_value_and_grads, host, leaf, seeds, shapes
+from strategies import assert_same_value_and_grads, cut_in_parts, host, leaf, seeds, shapes
 
 import scratchvit as sv
 from scratchvit import ops as F
@@ -116,24 +117,28 @@ def test_softmax_axis_out_of_range(device):
         F.log_softmax(leaf(np.ones((2, 2)), device), axis=-3)
 
 
-def test_gelu_on_large_arrays_in_chunks_equals_one_pass():
-    """The float32 forward runs chunk by chunk, reusing its work arrays; a strided input and a size
-    that is not a multiple of the chunk must give what one whole-array pass gives."""
+@pytest.mark.parametrize("parts", [1, 3])
+def test_gelu_on_large_arrays_in_chunks_equals_one_pass(parts):
+    """The float32 forward runs chunk by chunk, reusing its work arrays, its chunks cut into
+    `parts` runs on as many threads; a strided input and a size that is not a multiple of the
+    chunk must give what one whole-array pass gives."""
     from scratchvit.ops import activation, chunks
 
     values = np.random.default_rng(0).standard_normal((3, 2 * chunks.CHUNK_SIZE + 7)).astype(np.float32)
     x = values[:, ::2]  # strided, 3 * (CHUNK_SIZE + 4) elements: three chunks and a bit
     upstream = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
-    function = activation.GELU()
-    out = function.forward(x, need_slope=True)
-    grad = function.backward(upstream)
+    with cut_in_parts(parts) if parts > 1 else contextlib.nullcontext():
+        function = activation.GELU()
+        out = function.forward(x, need_slope=True)
+        grad = function.backward(upstream)
+        out_without_slope = activation.GELU().forward(x, need_slope=False)
     expected_out, slope = np.empty_like(x), np.empty_like(x)
     work = [np.empty_like(x) for _ in range(4)]
     activation._gelu_and_slope_float32(x, expected_out, slope, *work)
     assert out.dtype == grad.dtype == np.float32
     np.testing.assert_array_equal(out, expected_out)
     np.testing.assert_array_equal(grad, upstream * slope)
-    np.testing.assert_array_equal(activation.GELU().forward(x, need_slope=False), expected_out)
+    np.testing.assert_array_equal(out_without_slope, expected_out)
 
 
 def test_gelu_float32_is_accurate_to_float32(device):
