@@ -1,4 +1,4 @@
-"""scratchvit's own threads: large products and attention cut into one part per core.
+"""scratchvit's own threads: large products, attention and chunked kernels cut into one part per core.
 
 NumPy hands each product to BLAS, and OpenBLAS splits it over its own threads, whose idle
 workers spin for a while so that the next product starts at once. For one product that works
