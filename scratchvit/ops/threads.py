@@ -166,7 +166,7 @@ def _run_part(function, args):
 def run_parts(function, arguments: list) -> list:
     """[function(*args) for args in arguments], the first on this thread, the others on the pool
     (all on this thread when called from inside a part: the pool's threads are busy then)."""
-    if getattr(_inside, "part", False) or _threads.pool is None:
+    if getattr(_inside, "part", False) or _threads.pool is None or len(arguments) < 2:
         return [function(*args) for args in arguments]
     others = [_threads.pool.submit(_run_part, function, args) for args in arguments[1:]]
     first = _run_part(function, arguments[0])

@@ -139,6 +139,10 @@ def test_gelu_on_large_arrays_in_chunks_equals_one_pass(parts):
     np.testing.assert_array_equal(out, expected_out)
     np.testing.assert_array_equal(grad, upstream * slope)
     np.testing.assert_array_equal(out_without_slope, expected_out)
+    with cut_in_parts(parts) if parts > 1 else contextlib.nullcontext():  # no chunks at all
+        empty = sv.Tensor(np.zeros((0, 3), np.float32), requires_grad=True)
+        F.gelu(empty).backward(np.zeros((0, 3), np.float32))
+    assert empty.grad.shape == (0, 3)
 
 
 def test_gelu_float32_is_accurate_to_float32(device):
