@@ -1,5 +1,5 @@
-"""Hypothesis strategies for the op tests (sizes, shapes, arrays), and two helpers that turn
-drawn arrays into tensors and gradients.
+"""Hypothesis strategies for the op tests (sizes, shapes, arrays), two helpers that turn drawn
+arrays into tensors and gradients, and cut_in_parts, which makes ops/threads.py cut any work.
 
 Sizes stay small: the gradient checks perturb one element at a time, so an input of n elements
 costs 2n forward passes.
