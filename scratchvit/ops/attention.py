@@ -182,11 +182,11 @@ class MultiHeadSelfAttention(Function):
         self.shape = (batch // groups, groups, tokens, 3, num_heads, width // (3 * num_heads))
         heads = qkv.reshape(self.shape)
         # q, k, v: views (B / G, G, heads, N, head_dim)
-        self.q, self.k, self.v = (heads[:, :, :, part].transpose(0, 1, 3, 2, 4) for part in range(3))
+        q, k, v = (heads[:, :, :, part].transpose(0, 1, 3, 2, 4) for part in range(3))
         if mask is not None:
             mask = mask[:, None]  # (G, 1, N, N): the same for every image and head
         self.parts, self.bias_shape = AttentionParts(), None if bias is None else bias.shape
-        output = self.parts.forward(self.q, self.k, self.v, bias, mask, scale, dropout_mask)
+        output = self.parts.forward(q, k, v, bias, mask, scale, dropout_mask)  # the parts keep q, k, v
         return output.transpose(0, 1, 3, 2, 4).reshape(batch, tokens, width // 3)
 
     def backward(self, grad):

@@ -67,4 +67,3 @@ def erf_float64(x):
         _library_erfs[xp] = _library_erf(xp)
     library_erf = _library_erfs[xp]
     return erf_series(x) if library_erf is None else library_erf(x)
-
