@@ -129,18 +129,6 @@ def all_reduce_sum(values) -> np.ndarray:
     return total
 
 
-def all_reduce_mean(value: float, weight: float = 1.0) -> float:
-    """The mean of `value` over ranks, each counted `weight` times: sum(weight * value) / sum(weight).
-
-    E.g. a loss averaged over a rank's `n` samples, with weight=n: the loss of the whole batch,
-    the same on every rank. One process: `value` itself.
-    """
-    if world_size() == 1:
-        return float(value)
-    weighted_sum, total_weight = all_reduce_sum([value * weight, weight])
-    return float(weighted_sum / total_weight)
-
-
 def broadcast_parameters(model, root: int = 0) -> None:
     """Copy rank `root`'s parameters and buffers into every rank's model, in place."""
     if world_size() == 1:
