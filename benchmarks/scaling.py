@@ -37,6 +37,7 @@ def worker(name: str, steps: int, warmup: int) -> None:
     import numpy as np
 
     from scratchvit import Tensor, backend, create_model, distributed
+    from scratchvit.data import DistributedSampler
     from scratchvit.ops.loss import cross_entropy
     from scratchvit.train import AdamW, param_groups_weight_decay
 
@@ -53,8 +54,9 @@ def worker(name: str, steps: int, warmup: int) -> None:
     distributed.broadcast_parameters(model)
     optimizer = AdamW(param_groups_weight_decay(model, 0.05), lr=1e-4)
     parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
-    # This rank's part of the global batch, as the DistributedSampler cuts it.
-    local_batch = len(np.array_split(np.arange(spec.batch_size), world_size)[rank])
+    # This rank's part of one global batch, as the training loader's DistributedSampler cuts it.
+    sampler = DistributedSampler(spec.batch_size, spec.batch_size, num_replicas=world_size, rank=rank)
+    local_batch = len(next(sampler.batches(epoch=0)))
     rng = np.random.default_rng(rank)
     images = Tensor(rng.standard_normal((local_batch, spec.in_chans, spec.img_size, spec.img_size), dtype=np.float32))
     labels = rng.integers(0, spec.num_classes, local_batch)
