@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # scratchvit, when run from a checkout without installing
 
-from scratchvit.recipes import WORKLOADS  # noqa: E402
+from scratchvit.app.recipes import WORKLOADS  # noqa: E402
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -36,10 +36,10 @@ def worker(name: str, steps: int, warmup: int) -> None:
     """One rank: time the steps and print one JSON line of this rank's seconds."""
     import numpy as np
 
-    from scratchvit import Tensor, backend, create_model, distributed
+    from scratchvit import Tensor, backend, create_model
     from scratchvit.data import DistributedSampler
     from scratchvit.ops.loss import cross_entropy
-    from scratchvit.train import AdamW, param_groups_weight_decay
+    from scratchvit.train import AdamW, distributed, param_groups_weight_decay
 
     distributed.init()
     rank, world_size = distributed.rank(), distributed.world_size()

@@ -29,13 +29,13 @@ sys.path.insert(0, HERE)  # common.py
 sys.path.insert(0, os.path.dirname(HERE))  # scratchvit, when run from a checkout without installing
 from common import median_seconds, proc_status_bytes, reset_peak_memory, run_worker, torch_python_default  # noqa: E402
 
-from scratchvit.recipes import WORKLOADS  # noqa: E402
+from scratchvit.app.recipes import WORKLOADS  # noqa: E402
 
 
 def worker_scratchvit(name: str, steps: int, warmup: int, device: str) -> dict:
     import scratchvit as sv
+    from scratchvit.app.recipes import benchmark
     from scratchvit.models.summary import summarize
-    from scratchvit.recipes import benchmark
 
     reset_peak_memory()
     baseline = proc_status_bytes("VmRSS")

@@ -28,7 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import scratchvit as sv
-from scratchvit import viz
+from scratchvit.app import viz
 from scratchvit.data import DataLoader, load_digits
 from scratchvit.models.mae import MaskedAutoencoderViT
 from scratchvit.models.transfer import vit_from_mae

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 import scratchvit as sv
-from scratchvit import viz
+from scratchvit.app import viz
 from scratchvit.data import DataLoader, load_digits
 from scratchvit.models import summarize
 from scratchvit.models.swin import SwinTransformerBlock

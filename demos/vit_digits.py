@@ -12,7 +12,7 @@
 # `scratchvit demo` trains a small ViT (Dosovitskiy et al. 2021) on scikit-learn's 8x8 handwritten
 # digits in about half a minute on a laptop CPU. This notebook takes the same run apart: the data,
 # the model and the shapes of one forward pass, one backward pass, and then the training itself,
-# which is `scratchvit.demo.run_demo`: the recipe is defined once, there.
+# which is `scratchvit.app.demo.run_demo`: the recipe is defined once, there.
 #
 # Run it as a script (`python demos/vit_digits.py`) or open it as a notebook with jupytext.
 # `SCRATCHVIT_QUICK=1` trains for 2 epochs instead of 30; `SCRATCHVIT_DEVICE=cuda` runs on a GPU.
@@ -23,9 +23,9 @@ import os
 import numpy as np
 
 import scratchvit as sv
+from scratchvit.app.demo import DIGITS_VIT, run_demo
 from scratchvit.backend import to_numpy
 from scratchvit.data import load_digits
-from scratchvit.demo import DIGITS_VIT, run_demo
 from scratchvit.models import summarize
 from scratchvit.ops import cross_entropy
 
@@ -50,7 +50,7 @@ print("the first training image, a", train_set.labels[0], "\n", (train_set.image
 # %% [markdown]
 # ## 2. The model
 #
-# `DIGITS_VIT` (from `scratchvit/demo.py`) asks timm's `vit_tiny_patch16_224` for 8x8 images cut into
+# `DIGITS_VIT` (from `scratchvit/app/demo.py`) asks timm's `vit_tiny_patch16_224` for 8x8 images cut into
 # 2x2 patches: a grid of 4x4 = 16 patch tokens of 64 dims, through 4 pre-norm blocks with 4 heads;
 # the head reads the mean of the 16 tokens (global_pool "avg": no class token), and stochastic
 # depth 0.1 drops whole residual branches while training.
@@ -86,7 +86,7 @@ model.zero_grad()
 # on the test images after every epoch. `run_demo` builds its own model from `DIGITS_VIT` with the
 # same seed, trains it and writes the figures. The PyTorch + timm reference (shared/BASELINES.md)
 # trains 30 epochs with a class token and no stochastic depth: 97.5% on its seed, but 93-96% on
-# others, in timm and here alike; `scratchvit/demo.py` says why the recipe changed.
+# others, in timm and here alike; `scratchvit/app/demo.py` says why the recipe changed.
 
 # %%
 quick_settings = {"epochs": 2} if QUICK else {}  # full mode: run_demo's own 50 epochs

@@ -4,17 +4,16 @@
 >>> from scratchvit import ops as F
 """
 
-from . import allocator, distributed, nn, ops
+from . import nn, ops
 from .autograd import Function, Tensor, is_grad_enabled, no_grad, unbroadcast
 from .backend import cuda_is_available, default_device, get_device, manual_seed, set_default_device
-from .gradcheck import GradcheckError, gradcheck
+from .check import GradcheckError, gradcheck
 from .io import CheckpointError, load_checkpoint, save_checkpoint
 from .models import create_model, list_models
 from .tensors import ones, randn, tensor, zeros
+from .train import distributed
 
 __version__ = "0.1.0"
-
-allocator.configure_from_environment()  # freed arrays stay mapped for the next step (allocator.py)
 
 __all__ = [
     "CheckpointError", "Function", "GradcheckError", "Tensor", "create_model", "cuda_is_available",

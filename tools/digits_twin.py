@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import scratchvit as sv  # noqa: E402
 from scratchvit import ops as F  # noqa: E402
+from scratchvit.app.demo import DIGITS_EPOCHS, DIGITS_VIT  # noqa: E402
 from scratchvit.data import load_digits  # noqa: E402
-from scratchvit.demo import DIGITS_EPOCHS, DIGITS_VIT  # noqa: E402
 from scratchvit.train import AdamW, OneCycleSchedule, param_groups_weight_decay  # noqa: E402
 
 

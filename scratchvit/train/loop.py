@@ -8,7 +8,7 @@ loss that an MAE forward computes itself (He et al. 2022, Sec. 3), with no logit
 
 A batch is what the data loader yields: (images (B, C, H, W) Tensor, labels (B,) int array).
 
-Under MPI (scratchvit.distributed, several ranks) each rank runs this same loop on its part of
+Under MPI (scratchvit.train.distributed, several ranks) each rank runs this same loop on its part of
 every batch: the gradients are averaged over the whole batch after backward, the reported loss
 and metrics are those of the whole batch on every rank, and only rank 0 shows progress and
 writes metrics and checkpoints. With one process none of that runs.
@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 import time
 
-from .. import distributed
 from ..autograd import Tensor, no_grad
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.errors import CheckpointError
 from ..ops.loss import cross_entropy
+from . import distributed
 from .metrics import AverageMeter, MetricsWriter, accuracy
 from .optim import clip_grad_norm_
 

@@ -8,7 +8,7 @@ import pytest
 
 import scratchvit as sv
 from scratchvit import nn
-from scratchvit.cli import main
+from scratchvit.app.cli import main
 from scratchvit.models.summary import format_count, input_shape_for, summarize
 from scratchvit.models.vit import VisionTransformer
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
-from .autograd import Tensor, no_grad
+from .. import backend
+from ..autograd import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):

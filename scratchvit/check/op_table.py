@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import backend
-from . import ops as F
-from .autograd import Tensor
+from .. import backend
+from .. import ops as F
+from ..autograd import Tensor
 from .gradcheck import gradcheck
 
 # -----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""scratchvit.viz: every figure is written as a PNG, attention rollout equals the hand computation,
+"""scratchvit.app.viz: every figure is written as a PNG, attention rollout equals the hand computation,
 MAE reconstructions paste the visible patches back, and the Swin figure's inputs are the model's."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from scratchvit.models.mae import MaskedAutoencoderViT
 from scratchvit.models.swin import SwinTransformerBlock
 
 pytest.importorskip("matplotlib")
-from scratchvit import viz  # noqa: E402
+from scratchvit.app import viz  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

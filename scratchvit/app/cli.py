@@ -1,12 +1,12 @@
 """The `scratchvit` command: argparse sub-commands, each a small function that calls the library (the
-training commands call scratchvit.recipes, whose keywords the parser's names match); `scratchvit CMD
+training commands call scratchvit.app.recipes, whose keywords the parser's names match); `scratchvit CMD
 --help` ends with an example.
 
 A wrong argument, a missing file, a data set or checkpoint in the wrong format, a device that is
 not there: one line on stderr, `scratchvit CMD: error: ...`, and exit code 2.
 
 `mpirun -n N scratchvit train|pretrain|linprobe|finetune|eval ...` runs data-parallel (the recipes
-join the MPI job, see scratchvit.distributed); there an error on any rank names that rank and
+join the MPI job, see scratchvit.train.distributed); there an error on any rank names that rank and
 ends every rank with exit code 2, so the job never hangs waiting for the one that failed.
 """
 
@@ -21,8 +21,10 @@ import textwrap
 
 import numpy as np
 
-from . import backend, demo, distributed, recipes
-from .data import DATASET_NAMES
+from .. import backend
+from ..data import DATASET_NAMES
+from ..train import distributed
+from . import demo, recipes
 from .recipes import DEFAULT_OUT, SCHEDULES, WORKLOADS
 
 
@@ -121,7 +123,7 @@ def _call(recipe, args, **computed):
 
 
 def cmd_demo(args) -> int:
-    """The digits demo: a small ViT trained, evaluated and drawn (scratchvit.demo.run_demo)."""
+    """The digits demo: a small ViT trained, evaluated and drawn (scratchvit.app.demo.run_demo)."""
     _call(demo.run_demo, args, epochs=2 if args.quick else args.epochs)
     return 0
 
@@ -160,7 +162,7 @@ def cmd_eval(args) -> int:
 
 def cmd_convert(args) -> int:
     """A weights file of any readable format -> a timm-keyed safetensors file (io.convert_checkpoint)."""
-    from .io import convert_checkpoint
+    from ..io import convert_checkpoint
 
     written = convert_checkpoint(args.src, args.dst, args.model_name, **_model_kwargs(args))
     print(f"wrote {written} ({args.model_name}, timm's keys)")
@@ -175,7 +177,7 @@ def cmd_bench(args) -> int:
 
 def cmd_gradcheck(args) -> int:
     """Finite-difference check of every op; a table, and exit code 1 on any failure."""
-    from .op_table import run_gradchecks
+    from ..check.op_table import run_gradchecks
 
     rows = run_gradchecks(device=args.device, seed=args.seed, only=args.op)
     name_width = max(len("op"), *(len(row.op) for row in rows))
@@ -205,8 +207,8 @@ def cmd_info(args) -> int:
 
 def cmd_summary(args) -> int:
     """A per-layer table of a registered model: output shapes, parameters, multiply-adds."""
-    from .models import create_model
-    from .models.summary import input_shape_for, summarize
+    from ..models import create_model
+    from ..models.summary import input_shape_for, summarize
 
     img_size = _image_size(args.img_size)
     model = create_model(args.name, **({} if img_size is None else {"img_size": img_size}))
@@ -217,7 +219,7 @@ def cmd_summary(args) -> int:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

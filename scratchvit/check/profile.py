@@ -1,6 +1,6 @@
 """Where the time goes: seconds per op, forward and backward, grouped by op family.
 
-    >>> from scratchvit.profile import profile_ops
+    >>> from scratchvit.check.profile import profile_ops
     >>> with profile_ops() as profile:
     ...     loss = F.cross_entropy(model(images), labels)
     ...     loss.backward()
@@ -24,8 +24,8 @@ import contextlib
 import time
 from collections import defaultdict
 
-from . import backend
-from .autograd import Function
+from .. import backend
+from ..autograd import Function
 
 PHASES = ("forward", "backward")
 
@@ -138,7 +138,7 @@ def _timed(method, phase: str, profile: OpProfile):
 
 def _function_classes() -> list:
     """Every subclass of Function defined so far (all the ops once scratchvit.ops is imported)."""
-    from . import ops  # noqa: F401 - importing the op modules defines their Functions
+    from .. import ops  # noqa: F401 - importing the op modules defines their Functions
 
     found, stack = [], [Function]
     while stack:

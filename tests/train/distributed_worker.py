@@ -14,12 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scratchvit from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # scratchvit from this checkout
 
 import scratchvit as sv  # noqa: E402
-from scratchvit import distributed  # noqa: E402
 from scratchvit.data import ArrayDataset, DataLoader  # noqa: E402
-from scratchvit.train import SGD, classification_loss, fit  # noqa: E402
+from scratchvit.train import (  # noqa: E402
+    SGD,
+    classification_loss,
+    distributed,  # noqa: E402
+    fit,
+)
 
 CLASSES = 3
 

@@ -1,4 +1,4 @@
-"""Tests driven by the op table (scratchvit/op_table.py), one parametrized test per property over
+"""Tests driven by the op table (scratchvit/check/op_table.py), one parametrized test per property over
 every entry (minitorch style): float64 finite-difference gradients at hypothesis-drawn sizes,
 float32 in -> float32 out, mixed precision refused, the same result on every device."""
 
@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from strategies import seeds, sizes_for
 
 import scratchvit as sv
-from scratchvit import backend, op_table
+from scratchvit import backend
 from scratchvit import ops as F
-from scratchvit.op_table import OP_TABLE, OPS
+from scratchvit.check import op_table
+from scratchvit.check.op_table import OP_TABLE, OPS
 
 ENTRY_IDS = [entry.name for entry in OP_TABLE]
 

@@ -1,4 +1,4 @@
-"""Data-parallel training: the sampler's split of every batch, scratchvit.distributed in one process
+"""Data-parallel training: the sampler's split of every batch, scratchvit.train.distributed in one process
 (it must change nothing), and real 2-rank jobs under mpiexec.
 
 The multi-process tests start tests/distributed_worker.py (or `python -m scratchvit`) under
@@ -23,11 +23,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scratchvit as sv
-from scratchvit import distributed
 from scratchvit.data import ArrayDataset, DataLoader, DistributedSampler
 from scratchvit.io import read_checkpoint
+from scratchvit.train import distributed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
 
 
@@ -134,7 +134,7 @@ def test_each_rank_draws_its_own_augmentations_and_rank_0_those_of_one_process()
     assert draws(num_replicas=2, rank=1) != draws()
 
 
-# ---- scratchvit.distributed in one process: nothing changes -----------------------------------
+# ---- scratchvit.train.distributed in one process: nothing changes -----------------------------------
 @pytest.fixture
 def no_launcher(monkeypatch):
     for name in distributed.LAUNCHER_VARIABLES:

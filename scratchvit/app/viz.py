@@ -14,10 +14,10 @@ import os
 
 import numpy as np
 
-from . import backend
-from . import ops as F
-from .autograd import Tensor, no_grad
-from .models.swin import shifted_window_regions
+from .. import backend
+from .. import ops as F
+from ..autograd import Tensor, no_grad
+from ..models.swin import shifted_window_regions
 
 
 def _pyplot():

@@ -35,7 +35,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from . import backend
+from .. import backend
 
 # Set by an MPI launcher in every process it starts: Open MPI, MPICH and Intel MPI (hydra), PMIx
 # (Open MPI 5, Slurm's srun). Looking at them first spares a plain run the import of mpi4py.

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from test_recipes import TINY_MAE, TINY_VIT, write_mnist
 
-from scratchvit import backend, cli, demo
+from scratchvit import backend
+from scratchvit.app import cli, demo
 from scratchvit.io import read_checkpoint
 from scratchvit.train import read_metrics
 
@@ -244,7 +245,7 @@ def test_more_wrong_arguments(mnist, tmp_path, capsys):
 
 
 def test_the_console_entry_in_a_real_process(tmp_path):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "scratchvit", "train", "--model", "vit_nope", "--data", "mnist", "--data-root",
                str(write_mnist(tmp_path / "mnist", train_count=4, test_count=2))]  # fmt: skip
     completed = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)

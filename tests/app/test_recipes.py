@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 import scratchvit as sv
-from scratchvit import recipes
+from scratchvit.app import recipes
 from scratchvit.autograd import Function
+from scratchvit.check.profile import profile_ops
 from scratchvit.data import ArrayDataset, load_dataset
 from scratchvit.io import CheckpointError, load_checkpoint, read_checkpoint
 from scratchvit.models.mae import MaskedAutoencoderViT
 from scratchvit.ops.matmul import Linear as LinearFunction
-from scratchvit.profile import profile_ops
 from scratchvit.train import CosineSchedule, OneCycleSchedule, read_metrics
 
 TINY_VIT = {"patch_size": 7, "embed_dim": 16, "depth": 1, "num_heads": 2}  # 28x28 MNIST: a 4x4 grid of patches

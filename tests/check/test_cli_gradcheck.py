@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from scratchvit import cli, op_table
-from scratchvit.op_table import OP_TABLE, OPS, run_gradchecks
+from scratchvit.app import cli
+from scratchvit.check import op_table
+from scratchvit.check.op_table import OP_TABLE, OPS, run_gradchecks
 from scratchvit.ops.activation import Softmax
 
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 import os
 import time
 
-from . import backend, viz
-from .autograd import Tensor, no_grad
-from .data import DataLoader, load_digits
-from .models import create_model
-from .train import AdamW, OneCycleSchedule, fit, param_groups_weight_decay
+from .. import backend
+from ..autograd import Tensor, no_grad
+from ..data import DataLoader, load_digits
+from ..models import create_model
+from ..train import AdamW, OneCycleSchedule, fit, param_groups_weight_decay
+from . import viz
 
 DIGITS_VIT = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4, num_heads=4,
                   mlp_ratio=2.0, class_token=False, global_pool="avg", drop_path_rate=0.1)  # fmt: skip

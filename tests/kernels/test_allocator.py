@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from scratchvit import allocator
+from scratchvit.kernels.cpu import allocator
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 

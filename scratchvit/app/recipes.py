@@ -2,7 +2,7 @@
 probe and fine-tune its encoder, evaluate a model, time a training step. Each is one function that
 its command calls with the parsed arguments, so every recipe runs from Python as well:
 
->>> from scratchvit import recipes
+>>> from scratchvit.app import recipes
 >>> recipes.train_classifier("vit_tiny_patch16_224", "digits", out_dir="runs/vit", epochs=30,
 ...                          model_kwargs=dict(patch_size=2, embed_dim=64, depth=4, num_heads=4))
 >>> recipes.pretrain_mae("mae_vit_base_patch16", "cifar10", data_root="data/cifar", out_dir="runs/mae")
@@ -16,7 +16,7 @@ unless model_kwargs say otherwise; images are resized to the model's size and gr
 repeated to its channels when those differ.
 
 Under an MPI launcher (`mpirun -n 4 scratchvit train ...`) the recipes train data-parallel
-(scratchvit.distributed): batch_size is the global batch, which the ranks split, so N processes
+(scratchvit.train.distributed): batch_size is the global batch, which the ranks split, so N processes
 train as one does, only faster; rank 0 prints and writes the files.
 
 The MAE recipes follow He et al. 2022, Appendix A, and the official main_pretrain.py,
@@ -33,29 +33,30 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, distributed
-from .autograd import Tensor
-from .data import ArrayDataset, DataLoader, DatasetError, ImageFolder, load_dataset
-from .data import transforms as T
-from .demo import DIGITS_VIT
-from .io import CheckpointError, load_checkpoint, read_checkpoint
-from .io.convert import adapt_state_dict, read_state_dict
-from .models import VisionTransformer, create_model
-from .models.mae import MaskedAutoencoderViT
-from .models.transfer import prepare_linear_probe, vit_from_mae
-from .ops.loss import cross_entropy
-from .profile import profile_ops, synchronize
-from .train import (
+from .. import backend
+from ..autograd import Tensor
+from ..check.profile import profile_ops, synchronize
+from ..data import ArrayDataset, DataLoader, DatasetError, ImageFolder, load_dataset
+from ..data import transforms as T
+from ..io import CheckpointError, load_checkpoint, read_checkpoint
+from ..io.convert import adapt_state_dict, read_state_dict
+from ..models import VisionTransformer, create_model
+from ..models.mae import MaskedAutoencoderViT
+from ..models.transfer import prepare_linear_probe, vit_from_mae
+from ..ops.loss import cross_entropy
+from ..train import (
     SGD,
     AdamW,
     CosineSchedule,
     OneCycleSchedule,
+    distributed,
     evaluate,
     fit,
     masked_autoencoder_loss,
     param_groups_layer_decay,
     param_groups_weight_decay,
 )
+from .demo import DIGITS_VIT
 
 DEFAULT_OUT = "scratchvit-out"
 CHECKPOINT_NAME = "checkpoint.npz"  # NumPy's own container: no optional package needed to write it

@@ -1,0 +1,1 @@
+"""The application: the `scratchvit` command (cli.py), its recipes, the demo and the figures."""

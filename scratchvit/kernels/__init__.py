@@ -1,0 +1,1 @@
+"""The fast tier: faster implementations of textbook ops, registered per backend and dtype."""
