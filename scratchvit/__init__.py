@@ -8,8 +8,8 @@ from . import nn, ops
 from .autograd import Function, Tensor, is_grad_enabled, no_grad, unbroadcast
 from .backend import cuda_is_available, default_device, get_device, manual_seed, set_default_device
 from .check import GradcheckError, gradcheck
-from .io import CheckpointError, load_checkpoint, save_checkpoint
-from .models import create_model, list_models
+from .io import CheckpointError, save_checkpoint
+from .models import create_model, list_models, load_checkpoint
 from .tensors import ones, randn, tensor, zeros
 from .train import distributed
 

@@ -162,7 +162,7 @@ def cmd_eval(args) -> int:
 
 def cmd_convert(args) -> int:
     """A weights file of any readable format -> a timm-keyed safetensors file (io.convert_checkpoint)."""
-    from ..io import convert_checkpoint
+    from ..models import convert_checkpoint
 
     written = convert_checkpoint(args.src, args.dst, args.model_name, **_model_kwargs(args))
     print(f"wrote {written} ({args.model_name}, timm's keys)")

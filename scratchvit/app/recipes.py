@@ -38,9 +38,9 @@ from ..autograd import Tensor
 from ..check.profile import profile_ops, synchronize
 from ..data import ArrayDataset, DataLoader, DatasetError, ImageFolder, load_dataset
 from ..data import transforms as T
-from ..io import CheckpointError, load_checkpoint, read_checkpoint
-from ..io.convert import adapt_state_dict, read_state_dict
-from ..models import VisionTransformer, create_model
+from ..io import CheckpointError, read_checkpoint, read_state_dict
+from ..models import VisionTransformer, create_model, load_checkpoint
+from ..models.key_maps import adapt_state_dict
 from ..models.mae import MaskedAutoencoderViT
 from ..models.transfer import prepare_linear_probe, vit_from_mae
 from ..ops.loss import cross_entropy

@@ -1,11 +1,22 @@
-"""Reading and writing weights: scratchvit's own checkpoints (checkpoint.py)."""
+"""File formats, arrays and metadata only: scratchvit's own checkpoints (checkpoint.py), safetensors
+(safetensors.py), torch .pth without torch (torch_zip.py), JAX .npz (big_vision.py), and any of them
+read into one state_dict (foreign.py). Loading files into models is `scratchvit.models`.
+"""
 
-from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint, save_checkpoint, write_atomically
+from .checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from .errors import CheckpointError
+from .files import write_atomically
+from .foreign import read_state_dict, unwrap_state_dict
+from .safetensors import read_safetensors, write_safetensors
 
-__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "read_checkpoint", "save_checkpoint", "write_atomically"]
-
-# foreign weights: torch .pth / safetensors / JAX .npz, timm and official key layouts (convert.py)
-from .convert import convert_checkpoint, load_pretrained, read_state_dict  # noqa: E402
-
-__all__ += ["convert_checkpoint", "load_pretrained", "read_state_dict"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "read_checkpoint",
+    "read_safetensors",
+    "read_state_dict",
+    "save_checkpoint",
+    "unwrap_state_dict",
+    "write_atomically",
+    "write_safetensors",
+]

@@ -6,26 +6,23 @@ position, the epoch and step, the random generators' states, and any extra JSON 
 
 Two container formats, picked by the file name's suffix on save and sniffed from the bytes on load:
 
-- `.safetensors` (needs the `safetensors` package): the arrays as tensors, everything else as one
-  JSON string in the header's `__metadata__` under "scratchvit".
+- `.safetensors` (safetensors.py, NumPy alone): the arrays as tensors, everything else as one JSON
+  string in the header's `__metadata__` under "scratchvit". float16 arrays come back as float16.
 - `.npz` (NumPy alone): the arrays as .npy members of a zip, everything else as one JSON string
   in the member `__scratchvit__`; read with allow_pickle=False, so loading runs no code.
 
-A path without a suffix gets `.safetensors` when the package is installed, `.npz` otherwise.
+A path without a suffix gets `.safetensors`.
 In the JSON, each array stands as {"__array__": name}, its name the dotted path where it sat
 ("model.blocks.0.attn.qkv.weight", "optimizer.state.3.exp_avg").
 
-Files are written atomically: a temporary file in the same folder, flushed and fsynced, renamed
-over the target with os.replace, and the folder fsynced; a crash leaves the old file or the new one,
-never half of one.
+Files are written atomically (files.write_atomically): a crash leaves the old file or the new one,
+never half of one. Putting a checkpoint back into a model, optimizer and schedule (and rebuilding
+the model from its name) is `scratchvit.models.load_checkpoint`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +31,8 @@ import numpy as np
 
 from .. import backend
 from .errors import CheckpointError
+from .files import read_head, write_atomically
+from .safetensors import dump_safetensors, read_safetensors, read_safetensors_header
 
 FORMAT_NAME = "scratchvit-checkpoint"
 FORMAT_VERSION = 1
@@ -41,7 +40,6 @@ METADATA_KEY = "__scratchvit__"  # the npz member holding the JSON
 SAFETENSORS_METADATA_KEY = "scratchvit"  # the key in the safetensors header's __metadata__
 SUFFIXES = (".safetensors", ".npz")
 _ARRAY_DTYPE_KINDS = "biuf"  # bool, signed and unsigned integers, floats
-_SAFETENSORS_HINT = "pip install safetensors (or 'scratchvit[io]'), or use a .npz path"
 
 
 @dataclass
@@ -63,24 +61,14 @@ class Checkpoint:
     model: object = None
 
 
-def _safetensors_available() -> bool:
-    try:
-        import safetensors  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _resolve_save_path(path) -> Path:
     path = Path(path)
     if path.suffix == "":
-        return path.with_name(path.name + (".safetensors" if _safetensors_available() else ".npz"))
+        return path.with_name(path.name + ".safetensors")
     if path.suffix not in SUFFIXES:
         raise ValueError(
             f"checkpoint path {str(path)!r} must end in .safetensors or .npz (or have no suffix), got {path.suffix!r}"
         )
-    if path.suffix == ".safetensors" and not _safetensors_available():
-        raise ValueError(f"saving {path}: the .safetensors format needs the safetensors package: {_SAFETENSORS_HINT}")
     return path
 
 
@@ -128,42 +116,12 @@ def _join_arrays(value, arrays: dict, path: Path):
 
 
 # ---- writing ---------------------------------------------------------------------------------
-def write_atomically(path, write) -> None:
-    """Call write(binary_file) on a temporary file beside `path`, make it durable, rename it over
-    `path`, and fsync the folder. On any error the temporary file is removed and `path` is untouched.
-    """
-    path = Path(path)
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            if hasattr(os, "fchmod"):
-                os.fchmod(file.fileno(), 0o644)  # mkstemp's 0600 would hide the checkpoint from other users
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        folder = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-
-
 def _write_npz(file, arrays: dict, metadata_json: str) -> None:
     np.savez(file, **arrays, **{METADATA_KEY: np.array(metadata_json)})
 
 
 def _write_safetensors(file, arrays: dict, metadata_json: str) -> None:
-    from safetensors.numpy import save
-
-    file.write(save(arrays, metadata={SAFETENSORS_METADATA_KEY: metadata_json}))
+    dump_safetensors(file, arrays, metadata={SAFETENSORS_METADATA_KEY: metadata_json})
 
 
 def save_checkpoint(path, model, optimizer=None, schedule=None, *, epoch: int | None = None, step: int | None = None,
@@ -198,22 +156,6 @@ def save_checkpoint(path, model, optimizer=None, schedule=None, *, epoch: int | 
 
 
 # ---- reading ---------------------------------------------------------------------------------
-def read_head(path: Path, count: int, kind: str) -> tuple:
-    """(size in bytes, the first `count` bytes) of a file, to tell its format by; CheckpointError
-    naming the file when it is missing, unreadable or empty. kind: what the file should be."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as file:
-            head = file.read(count)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such {kind} file") from None
-    except OSError as error:
-        raise CheckpointError(f"{path}: cannot read it: {error}") from error
-    if size == 0:
-        raise CheckpointError(f"{path}: the file is empty (0 bytes): no {kind} in it")
-    return size, head
-
-
 def _sniff(path: Path) -> str:
     """ "npz" or "safetensors", from the first bytes; CheckpointError otherwise."""
     size, head = read_head(path, 9, "checkpoint")
@@ -253,26 +195,13 @@ def _read_npz(path: Path) -> tuple:
 
 
 def _read_safetensors(path: Path) -> tuple:
-    try:
-        from safetensors import SafetensorError, safe_open
-    except ImportError:
-        raise CheckpointError(
-            f"{path}: is a safetensors file, and reading it needs the safetensors package: {_SAFETENSORS_HINT}"
-        ) from None
-    try:
-        with safe_open(str(path), framework="numpy") as file:
-            metadata = file.metadata() or {}
-            arrays = {name: file.get_tensor(name) for name in file.keys()}
-    except (SafetensorError, OSError, ValueError, TypeError) as error:
-        raise CheckpointError(
-            f"{path}: cannot read it as safetensors, the file is truncated or damaged ({error})"
-        ) from error
+    _, metadata, _, _ = read_safetensors_header(path)
     if SAFETENSORS_METADATA_KEY not in metadata:
         raise CheckpointError(
             f"{path}: not a scratchvit checkpoint: a safetensors file without {SAFETENSORS_METADATA_KEY!r} "
             "in its metadata (plain weights? load them with create_model(..., pretrained=path))"
         )
-    return metadata[SAFETENSORS_METADATA_KEY], arrays
+    return metadata[SAFETENSORS_METADATA_KEY], read_safetensors(path, widen_half=False)
 
 
 def read_checkpoint(path) -> Checkpoint:
@@ -308,51 +237,3 @@ def read_checkpoint(path) -> Checkpoint:
         optimizer=content.get("optimizer"), schedule=content.get("schedule"), epoch=content.get("epoch"),
         step=content.get("step"), rng_state=content.get("rng_state"), extra=content.get("extra") or {},
     )  # fmt: skip
-
-
-def load_checkpoint(path, model=None, optimizer=None, schedule=None, *, restore_rng: bool = False) -> Checkpoint:
-    """Read a checkpoint and put it back: the weights into `model` (rebuilt from the stored name and
-    keywords with scratchvit's create_model when None), and, when given, the optimizer's state and
-    the schedule's position; with restore_rng, the random generators too (for an exact resume).
-
-    Returns the Checkpoint, its `.model` the loaded model. A checkpoint of another model raises
-    CheckpointError naming every missing, unexpected and wrongly shaped key.
-    """
-    checkpoint = read_checkpoint(path)
-    path = checkpoint.path
-    if model is None:
-        if not checkpoint.model_name:
-            raise CheckpointError(
-                f"{path}: the checkpoint holds no model name (its model, a {checkpoint.model_class}, was not made by "
-                "create_model), so it cannot rebuild it: pass model= a model of that architecture"
-            )
-        from ..models.registry import create_model  # models sit above io; imported when needed
-
-        try:
-            model = create_model(checkpoint.model_name, **checkpoint.model_kwargs)
-        except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: cannot rebuild the model {checkpoint.model_name!r}: {error}") from error
-    try:
-        model.load_state_dict(checkpoint.state_dict)
-    except ValueError as error:
-        stored = checkpoint.model_name or checkpoint.model_class
-        raise CheckpointError(
-            f"{path}: this checkpoint of {stored} does not fit the {type(model).__name__} given: {error}"
-        ) from error
-    checkpoint.model = model
-    if optimizer is not None:
-        if checkpoint.optimizer is None:
-            raise CheckpointError(f"{path}: the checkpoint holds no optimizer state")
-        try:
-            optimizer.load_state_dict(checkpoint.optimizer)
-        except (ValueError, KeyError, TypeError) as error:
-            raise CheckpointError(f"{path}: its optimizer state does not fit the optimizer given: {error}") from error
-    if schedule is not None:
-        if checkpoint.schedule is None:
-            raise CheckpointError(f"{path}: the checkpoint holds no schedule state")
-        schedule.load_state_dict(checkpoint.schedule)
-    if restore_rng:
-        if checkpoint.rng_state is None:
-            raise CheckpointError(f"{path}: the checkpoint holds no random generator state")
-        backend.set_rng_state(checkpoint.rng_state)
-    return checkpoint

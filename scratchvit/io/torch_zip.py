@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import CheckpointError
-from .safetensors_file import bfloat16_to_float32
+from .safetensors import bfloat16_to_float32
 
 __all__ = ["is_legacy_torch", "read_torch_zip", "torch_zip_root"]
 

@@ -2,8 +2,12 @@
 al. 2017, Sec. 3.5) and resampling a learned grid to another size (ViT Sec. 3.2, "Fine-tuning and
 higher resolution: we perform 2D interpolation of the pre-trained position embeddings").
 
-Resampling is bicubic, as timm does, written as two interpolation matrices so it is a linear map:
-out = A_h @ grid @ A_w^T, which the autograd differentiates like any matmul.
+Resampling is written as two 1-D interpolation matrices, so it is a linear map:
+out = A_h @ grid @ A_w^T, which the autograd differentiates like any matmul. Each matrix holds the
+weights PyTorch's F.interpolate(align_corners=False) gives: bicubic, antialiased or not (timm's
+resample_abs_pos_embed and checkpoint_filter_fn; the official MAE interpolate_pos_embed is not
+antialiased), or bilinear without antialias (timm's loader of JAX checkpoints). This one resampler
+serves the forward pass at another image size and the loading of weights made at another one.
 """
 
 from __future__ import annotations
@@ -47,7 +51,19 @@ def _cubic(distance: np.ndarray, a: float) -> np.ndarray:
     return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
 
 
-def interpolation_matrix(in_size: int, out_size: int, antialias: bool) -> np.ndarray:
+def interpolation_matrix(in_size: int, out_size: int, antialias: bool = True, interpolation: str = "bicubic"):
+    """(out_size, in_size) weights of PyTorch's 1-D resize (align_corners=False): bicubic, or bilinear
+    (without antialias only). ValueError for another interpolation."""
+    if interpolation == "bicubic":
+        return _bicubic_matrix(in_size, out_size, antialias)
+    if interpolation == "bilinear" and not antialias:
+        return _bilinear_matrix(in_size, out_size)
+    if interpolation == "bilinear":
+        raise ValueError("bilinear resampling is written without antialias only: pass antialias=False")
+    raise ValueError(f"interpolation must be 'bicubic' or 'bilinear', got {interpolation!r}")
+
+
+def _bicubic_matrix(in_size: int, out_size: int, antialias: bool) -> np.ndarray:
     """(out_size, in_size) weights of PyTorch's 1-D bicubic resize (align_corners=False).
 
     antialias=False: 4 taps around src = (i + 0.5) * in/out - 0.5, kernel a = -0.75, indices
@@ -74,29 +90,53 @@ def interpolation_matrix(in_size: int, out_size: int, antialias: bool) -> np.nda
     return matrix
 
 
-def resample_grid(grid: Tensor, new_size, antialias: bool = True) -> Tensor:
-    """(h, w, D) -> (h', w', D), bicubic, differentiable."""
+def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) weights of PyTorch's 1-D bilinear resize (align_corners=False, no antialias):
+    src = max((i + 0.5) * in/out - 0.5, 0) between its two neighbours, the upper one clamped."""
+    source = np.maximum((np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5, 0.0)
+    lower = np.floor(source).astype(np.int64)
+    upper = np.minimum(lower + 1, in_size - 1)
+    fraction = source - lower
+    matrix = np.zeros((out_size, in_size))
+    rows = np.arange(out_size)
+    np.add.at(matrix, (rows, lower), 1.0 - fraction)
+    np.add.at(matrix, (rows, upper), fraction)
+    return matrix
+
+
+def resample_grid(grid: Tensor, new_size, antialias: bool = True, interpolation: str = "bicubic") -> Tensor:
+    """(h, w, D) -> (h', w', D), differentiable; interpolation "bicubic" or "bilinear"."""
     old_h, old_w, _ = grid.shape
     new_h, new_w = new_size
     if (old_h, old_w) == (new_h, new_w):
         return grid
     dtype = grid.dtype
-    rows = Tensor(interpolation_matrix(old_h, new_h, antialias).astype(dtype), device=grid.device)
-    columns = Tensor(interpolation_matrix(old_w, new_w, antialias).astype(dtype), device=grid.device)
+    rows = interpolation_matrix(old_h, new_h, antialias, interpolation)
+    columns = interpolation_matrix(old_w, new_w, antialias, interpolation)
+    rows, columns = Tensor(rows.astype(dtype), device=grid.device), Tensor(columns.astype(dtype), device=grid.device)
     grid = (rows @ grid.permute(2, 0, 1)) @ columns.T  # (D, h', w')
     return grid.permute(1, 2, 0)
 
 
-def resample_abs_pos_embed(pos_embed: Tensor, new_size, old_size=None, num_prefix_tokens: int = 1,
-                           antialias: bool = True) -> Tensor:  # fmt: skip
+def resample_abs_pos_embed(
+    pos_embed: Tensor,
+    new_size,
+    old_size=None,
+    num_prefix_tokens: int = 1,
+    antialias: bool = True,
+    interpolation: str = "bicubic",
+) -> Tensor:
     """(1, prefix + h*w, D) -> (1, prefix + h'*w', D): the grid part resampled, the class (prefix)
-    tokens kept as they are, as timm's resample_abs_pos_embed."""
+    tokens kept as they are, as timm's resample_abs_pos_embed. Without old_size the grid is taken to
+    be square, as timm takes it; ValueError when it cannot be."""
     embed_dim = pos_embed.shape[-1]
     grid_tokens = pos_embed.shape[1] - num_prefix_tokens
     if old_size is None:
-        side = int(math.isqrt(grid_tokens))
-        if side * side != grid_tokens:
-            raise ValueError(f"cannot infer the grid of {grid_tokens} position embeddings; pass old_size")
+        side = math.isqrt(max(grid_tokens, 0))
+        if side == 0 or side * side != grid_tokens:
+            raise ValueError(
+                f"its {grid_tokens} rows after the {num_prefix_tokens} prefix rows are not a square grid; pass old_size"
+            )
         old_size = (side, side)
     if old_size[0] * old_size[1] != grid_tokens:
         raise ValueError(f"old_size {old_size} does not hold the {grid_tokens} grid position embeddings")
@@ -104,5 +144,5 @@ def resample_abs_pos_embed(pos_embed: Tensor, new_size, old_size=None, num_prefi
         return pos_embed
     prefix = pos_embed[:, :num_prefix_tokens]
     grid = pos_embed[0, num_prefix_tokens:].reshape(old_size[0], old_size[1], embed_dim)
-    grid = resample_grid(grid, new_size, antialias).reshape(1, new_size[0] * new_size[1], embed_dim)
+    grid = resample_grid(grid, new_size, antialias, interpolation).reshape(1, new_size[0] * new_size[1], embed_dim)
     return F.concatenate([prefix, grid], axis=1) if num_prefix_tokens else grid

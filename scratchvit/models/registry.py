@@ -1,12 +1,17 @@
-"""The model registry: `sv.create_model(name, **kwargs)` and `sv.list_models(pattern)`, as timm's.
+"""The model registry: the table of named model configurations behind `sv.create_model(name, **kwargs)`
+and `sv.list_models(pattern)`, as timm's.
 
 Each model file registers its named configurations with `@register_model`; a registered function
-takes keyword overrides and returns the model. `pretrained=PATH` loads weights from a file.
+takes keyword overrides and returns the model. The model files are imported by the package
+(models/__init__.py), so the table is full once `scratchvit.models` is imported. Building a model by
+its name, with pretrained weights, is pretrained.create_model.
 """
 
 from __future__ import annotations
 
 import fnmatch
+
+__all__ = ["list_models", "model_entrypoint", "register_alias", "register_model"]
 
 _MODELS: dict = {}
 _ALIASES: dict = {}
@@ -27,30 +32,14 @@ def register_alias(alias: str, name: str) -> None:
 
 def list_models(pattern: str = "*") -> list:
     """Sorted names (aliases included) matching a shell-style pattern, e.g. "swin*"."""
-    _ensure_registered()
     names = set(_MODELS) | set(_ALIASES)
     return sorted(name for name in names if fnmatch.fnmatch(name, pattern))
 
 
-def create_model(name: str, pretrained=None, **kwargs):
-    """Build a registered model; keyword arguments override its configuration (timm's names).
-
-    pretrained: a path to weights (our checkpoints, safetensors, torch .pth, big_vision .npz).
-    """
-    _ensure_registered()
+def model_entrypoint(name: str) -> tuple:
+    """(canonical name, the registered function) for a name or alias; ValueError naming the close ones."""
     canonical = _ALIASES.get(name, name)
     if canonical not in _MODELS:
         close = fnmatch.filter(list_models(), f"*{name.split('_')[0]}*") or list_models()
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(close)}")
-    model = _MODELS[canonical](**kwargs)
-    model.model_name, model.model_kwargs = canonical, dict(kwargs)
-    if pretrained:
-        from ..io import load_pretrained
-
-        load_pretrained(model, pretrained)
-    return model
-
-
-def _ensure_registered() -> None:
-    """Importing the model files runs their @register_model decorators."""
-    from . import mae, swin, vit  # noqa: F401
+    return canonical, _MODELS[canonical]

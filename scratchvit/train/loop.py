@@ -20,8 +20,9 @@ import math
 import time
 
 from ..autograd import Tensor, no_grad
-from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.checkpoint import save_checkpoint
 from ..io.errors import CheckpointError
+from ..models.pretrained import load_checkpoint
 from ..ops.loss import cross_entropy
 from . import distributed
 from .metrics import AverageMeter, MetricsWriter, accuracy

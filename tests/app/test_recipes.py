@@ -17,7 +17,8 @@ from scratchvit.app import recipes
 from scratchvit.autograd import Function
 from scratchvit.check.profile import profile_ops
 from scratchvit.data import ArrayDataset, load_dataset
-from scratchvit.io import CheckpointError, load_checkpoint, read_checkpoint
+from scratchvit.io import CheckpointError, read_checkpoint
+from scratchvit.models import load_checkpoint
 from scratchvit.models.mae import MaskedAutoencoderViT
 from scratchvit.ops.matmul import Linear as LinearFunction
 from scratchvit.train import CosineSchedule, OneCycleSchedule, read_metrics

@@ -15,9 +15,10 @@ import pytest
 
 import scratchvit as sv
 from scratchvit import backend, nn
-from scratchvit.io import Checkpoint, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from scratchvit.io import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint, write_safetensors
 from scratchvit.io import checkpoint as checkpoint_module
-from scratchvit.models import registry
+from scratchvit.io import files as files_module
+from scratchvit.models import create_model, load_checkpoint, registry
 from scratchvit.train import AdamW, CosineSchedule
 
 REPO_ROOT = Path(sv.__file__).resolve().parent.parent
@@ -25,15 +26,8 @@ REPO_ROOT = Path(sv.__file__).resolve().parent.parent
 
 @pytest.fixture(params=[".npz", ".safetensors"])
 def suffix(request):
-    """Each container format; .safetensors only where the package is installed."""
-    if request.param == ".safetensors":
-        pytest.importorskip("safetensors")
+    """Each container format (both NumPy alone)."""
     return request.param
-
-
-@pytest.fixture
-def safetensors_installed():
-    pytest.importorskip("safetensors")
 
 
 @pytest.fixture
@@ -97,29 +91,31 @@ def test_round_trip_restores_model_optimizer_schedule_and_counters(tmp_path, suf
         np.testing.assert_array_equal(before["exp_avg_sq"], after["exp_avg_sq"])
 
 
-def test_a_path_without_suffix_gets_the_preferred_format(tmp_path, monkeypatch):
+def test_a_path_without_suffix_gets_safetensors(tmp_path):
     model, _, _ = trained(steps=0)
-    monkeypatch.setattr(checkpoint_module, "_safetensors_available", lambda: False)
-    assert save_checkpoint(tmp_path / "a", model).name == "a.npz"
-    monkeypatch.setattr(checkpoint_module, "_safetensors_available", lambda: True)
-    assert checkpoint_module._resolve_save_path(tmp_path / "a").name == "a.safetensors"
+    assert save_checkpoint(tmp_path / "a", model).name == "a.safetensors"
 
 
-def test_safetensors_without_the_package_is_a_clear_error(tmp_path, no_safetensors):
+def test_another_suffix_is_a_clear_error(tmp_path):
     model, _, _ = trained(steps=0)
-    with pytest.raises(ValueError, match="needs the safetensors package: pip install safetensors"):
-        save_checkpoint(tmp_path / "ckpt.safetensors", model)
     with pytest.raises(ValueError, match=r"must end in \.safetensors or \.npz"):
         save_checkpoint(tmp_path / "ckpt.pt", model)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_reading_safetensors_without_the_package_names_the_file(tmp_path, safetensors_installed, monkeypatch):
-    model, _, _ = trained(steps=0)
-    path = save_checkpoint(tmp_path / "ckpt.safetensors", model)
-    monkeypatch.setitem(sys.modules, "safetensors", None)
-    with pytest.raises(CheckpointError, match=f"{path}: is a safetensors file, and reading it needs"):
-        read_checkpoint(path)
+def test_safetensors_checkpoints_need_no_package(tmp_path, no_safetensors):
+    model, optimizer, _ = trained()
+    path = save_checkpoint(tmp_path / "ckpt.safetensors", model, optimizer)
+    loaded = read_checkpoint(path)
+    for name, array in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict[name], array)
+
+
+def test_float16_arrays_come_back_as_float16(tmp_path, suffix):
+    model = TinyNet()
+    model.register_buffer("half", sv.Tensor(np.array([0.5, -1.25], np.float16)))
+    loaded = read_checkpoint(save_checkpoint(tmp_path / f"ckpt{suffix}", model))
+    assert loaded.state_dict["half"].dtype == np.float16
 
 
 def tiny_test_net(**kwargs):
@@ -128,7 +124,7 @@ def tiny_test_net(**kwargs):
 
 def test_load_checkpoint_rebuilds_a_registered_model_from_its_name(tmp_path, monkeypatch):
     monkeypatch.setitem(registry._MODELS, "tiny_test_net", tiny_test_net)
-    model = registry.create_model("tiny_test_net", width=5)
+    model = create_model("tiny_test_net", width=5)
     path = save_checkpoint(tmp_path / "model.npz", model, rng_state=False)
     loaded = load_checkpoint(path)
     assert isinstance(loaded.model, TinyNet) and loaded.model.fc.out_features == 5
@@ -241,8 +237,6 @@ def run_fresh_python(script: Path, *args) -> None:
 
 @pytest.mark.parametrize("suffix, optimizer_name", [(".npz", "adamw"), (".npz", "sgd"), (".safetensors", "adamw")])
 def test_resume_in_a_fresh_process_is_bit_identical(tmp_path, suffix, optimizer_name):
-    if suffix == ".safetensors":
-        pytest.importorskip("safetensors")
     script = tmp_path / "run.py"
     script.write_text(RESUME_SCRIPT)
     checkpoint = tmp_path / f"epoch{suffix}"
@@ -265,7 +259,7 @@ def test_a_crash_before_the_rename_keeps_the_previous_checkpoint(tmp_path, monke
     def crash(*args, **kwargs):
         raise OSError("simulated crash before the rename")
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", crash)
+    monkeypatch.setattr(files_module.os, "replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         save_checkpoint(path, TinyNet(width=7), epoch=1)
     monkeypatch.undo()
@@ -339,11 +333,8 @@ def test_a_plain_npz_of_weights_is_not_a_checkpoint(tmp_path):
     expect_error(path, "not a scratchvit checkpoint: .*fc.weight")
 
 
-def test_a_plain_safetensors_file_is_not_a_checkpoint(tmp_path, safetensors_installed):
-    from safetensors.numpy import save_file
-
-    path = tmp_path / "weights.safetensors"
-    save_file({"fc.weight": np.zeros((3, 2), np.float32)}, str(path))
+def test_a_plain_safetensors_file_is_not_a_checkpoint(tmp_path):
+    path = write_safetensors(tmp_path / "weights.safetensors", {"fc.weight": np.zeros((3, 2), np.float32)})
     expect_error(path, "not a scratchvit checkpoint: a safetensors file without 'scratchvit'")
 
 

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 import scratchvit as sv
 from scratchvit import backend
 from scratchvit import ops as F
-from scratchvit.models import swin
-from scratchvit.models.registry import create_model, list_models
+from scratchvit.models import create_model, list_models, swin
 from scratchvit.models.swin import SwinTransformer, SwinTransformerBlock, WindowAttention
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

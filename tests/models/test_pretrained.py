@@ -1,4 +1,4 @@
-"""Foreign weights into scratchvit models (scratchvit.io.convert): every fixture of
+"""Foreign weights into scratchvit models (scratchvit.models.pretrained, key_maps): every fixture of
 tools/make_checkpoints.py -- timm / official MAE / official Swin models saved by torch.save, as
 safetensors and as JAX .npz -- loaded with `sv.create_model(name, pretrained=path, **kwargs)`
 reproduces the torch model's output; resampling on load matches timm's; a file of another model is
@@ -21,15 +21,12 @@ from hypothesis import strategies as st
 
 import scratchvit as sv
 from scratchvit import backend
-from scratchvit.io import CheckpointError, convert_checkpoint, load_pretrained, read_state_dict, save_checkpoint
-from scratchvit.io.convert import (
-    adapt_state_dict,
-    resample_pos_embed,
-    resize_relative_position_bias_table,
-    unwrap_state_dict,
-)
+from scratchvit.io import CheckpointError, read_state_dict, save_checkpoint, unwrap_state_dict
+from scratchvit.models.key_maps import adapt_state_dict, resize_relative_position_bias_table
+from scratchvit.models.pos_embed import resample_abs_pos_embed
+from scratchvit.models.pretrained import convert_checkpoint, load_pretrained
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "io" / "fixtures"
 MANIFEST = json.loads((FIXTURES / "cases.json").read_text())
 CASES = {case["name"]: case for case in MANIFEST["cases"]}
 with np.load(FIXTURES / "references.npz") as _archive:
@@ -110,8 +107,6 @@ def test_no_torch_was_imported():
 # ---- scratchvit's own checkpoints and plain .npz ------------------------------------------------------
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
 def test_our_own_checkpoints_load_and_resample_like_timm_files(tmp_path, suffix):
-    if suffix == ".safetensors":
-        pytest.importorskip("safetensors")
     case = CASES["vit_pth"]
     source = sv.create_model(case["model_name"], pretrained=FIXTURES / case["file"], **case["kwargs"])
     path = save_checkpoint(tmp_path / f"own{suffix}", source)
@@ -282,7 +277,10 @@ def test_a_non_square_position_grid_cannot_be_resampled(tmp_path):
 def test_pos_embed_resampling_keeps_prefix_rows_and_constants(old, new_h, new_w, prefix, interpolation):
     rng = np.random.default_rng(old * 100 + new_h)
     pos_embed = np.concatenate([rng.standard_normal((1, prefix, 3)), np.full((1, old * old, 3), 2.5)], axis=1)
-    out = resample_pos_embed(pos_embed.astype(np.float32), (new_h, new_w), prefix, *interpolation)
+    antialias = interpolation[1]
+    grid = sv.Tensor(pos_embed.astype(np.float32))
+    resampled = resample_abs_pos_embed(grid, (new_h, new_w), None, prefix, antialias, interpolation[0])
+    out = resampled.numpy()
     assert out.shape == (1, prefix + new_h * new_w, 3) and out.dtype == np.float32
     np.testing.assert_array_equal(out[:, :prefix], pos_embed[:, :prefix].astype(np.float32))
     np.testing.assert_allclose(out[:, prefix:], 2.5, rtol=1e-6)  # every row of weights sums to 1
@@ -323,10 +321,13 @@ def test_convert_writes_timm_keyed_safetensors(tmp_path, case):
     assert relative_error(run(model, case), REFERENCES[f"{case['name']}/output"]) <= TOLERANCE
 
 
-def test_convert_needs_a_safetensors_path_and_the_package(tmp_path, monkeypatch):
+def test_convert_needs_a_safetensors_path_and_no_package(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="dst must be a .safetensors path"):
         convert_checkpoint(FIXTURES / "vit.pth", tmp_path / "out.pth", "vit_tiny_patch16_224")
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
-    with pytest.raises(ImportError, match=r"pip install 'scratchvit\[io\]'"):
-        convert_checkpoint(FIXTURES / "vit.pth", tmp_path / "out.safetensors", "vit_tiny_patch16_224")
+    case = CASES["vit_pth"]
+    dst = convert_checkpoint(
+        FIXTURES / case["file"], tmp_path / "out.safetensors", case["model_name"], **case["kwargs"]
+    )
+    assert read_state_dict(dst)[1] == "safetensors"
