@@ -21,18 +21,17 @@ import numbers
 
 import numpy as np
 
-from .. import backend
+from .. import backend, nn
 from .. import ops as F
 from ..autograd import Tensor
 from ..backend import DEFAULT_DTYPE
-from ..nn import Block, LayerNorm, Linear, Module, ModuleList, Parameter, PatchEmbed, init
 from .pos_embed import sincos_2d
 from .registry import register_alias, register_model
 
 __all__ = ["MaskedAutoencoderViT"]
 
 
-class MaskedAutoencoderViT(Module):
+class MaskedAutoencoderViT(nn.Module):
     """Masked autoencoder with a Vision Transformer backbone (He et al. 2022, Fig. 1).
 
     Keywords as the official MaskedAutoencoderViT. `norm_eps` stands for the official
@@ -47,29 +46,29 @@ class MaskedAutoencoderViT(Module):
                  mlp_ratio: float = 4.0, norm_eps: float = 1e-5, norm_pix_loss: bool = False):  # fmt: skip
         super().__init__()
         # ---- encoder (Sec. 3 "MAE encoder": a ViT applied only on visible, unmasked patches)
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = nn.PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         num_patches = self.patch_embed.num_patches
-        self.cls_token = Parameter(np.zeros((1, 1, embed_dim), DEFAULT_DTYPE))
+        self.cls_token = nn.Parameter(np.zeros((1, 1, embed_dim), DEFAULT_DTYPE))
         # fixed 2-D sin-cos embedding with a zero row for the class token, not trained
-        self.pos_embed = Parameter(np.zeros((1, num_patches + 1, embed_dim), DEFAULT_DTYPE), requires_grad=False)
-        self.blocks = ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_eps=norm_eps) for _ in range(depth)
+        self.pos_embed = nn.Parameter(np.zeros((1, num_patches + 1, embed_dim), DEFAULT_DTYPE), requires_grad=False)
+        self.blocks = nn.ModuleList(
+            nn.Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_eps=norm_eps) for _ in range(depth)
         )
-        self.norm = LayerNorm(embed_dim, eps=norm_eps)
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
 
         # ---- decoder (Sec. 3 "MAE decoder": the full set of encoded visible tokens and mask tokens)
-        self.decoder_embed = Linear(embed_dim, decoder_embed_dim)
-        self.mask_token = Parameter(np.zeros((1, 1, decoder_embed_dim), DEFAULT_DTYPE))
-        self.decoder_pos_embed = Parameter(
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
+        self.mask_token = nn.Parameter(np.zeros((1, 1, decoder_embed_dim), DEFAULT_DTYPE))
+        self.decoder_pos_embed = nn.Parameter(
             np.zeros((1, num_patches + 1, decoder_embed_dim), DEFAULT_DTYPE), requires_grad=False
         )
-        self.decoder_blocks = ModuleList(
-            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True, norm_eps=norm_eps)
+        self.decoder_blocks = nn.ModuleList(
+            nn.Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True, norm_eps=norm_eps)
             for _ in range(decoder_depth)
         )
-        self.decoder_norm = LayerNorm(decoder_embed_dim, eps=norm_eps)
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=norm_eps)
         patch_h, patch_w = self.patch_embed.patch_size
-        self.decoder_pred = Linear(decoder_embed_dim, patch_h * patch_w * in_chans)  # pixels of one patch
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_h * patch_w * in_chans)  # pixels of one patch
 
         self.norm_pix_loss = bool(norm_pix_loss)
         self.num_heads, self.mlp_ratio = num_heads, mlp_ratio  # for vit_from_mae, with embed_dim and depth above
@@ -87,21 +86,21 @@ class MaskedAutoencoderViT(Module):
             sincos_2d(self.decoder_pos_embed.shape[-1], grid_size, class_token=True)[None]
         )
         # (D, C, P, P) treated as the (D, C*P*P) matrix of a linear layer, "instead of nn.Conv2d"
-        init.xavier_uniform_(self.patch_embed.proj.weight)
+        nn.init.xavier_uniform_(self.patch_embed.proj.weight)
         # normal(std=0.02): timm's trunc_normal_(std=.02) cut at +-2 never truncates in practice
-        init.normal_(self.cls_token, std=0.02)
-        init.normal_(self.mask_token, std=0.02)
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
         self.apply(self._init_weights)
 
     @staticmethod
-    def _init_weights(module: Module) -> None:
-        if isinstance(module, Linear):
-            init.xavier_uniform_(module.weight)  # following the official JAX ViT
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)  # following the official JAX ViT
             if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
 
     # ---- pixels <-> patches -----------------------------------------------------------------
     def patchify(self, imgs) -> Tensor:

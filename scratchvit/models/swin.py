@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import nn
 from .. import ops as F
 from ..autograd import Tensor
 from ..backend import DEFAULT_DTYPE
-from ..nn import init
-from ..nn.layers import Dropout, DropPath, Identity, LayerNorm, Linear, Mlp, PatchEmbed
-from ..nn.module import Module, Parameter, Sequential
 from ..ops.vision import size_pair
 from .registry import register_model
 
@@ -112,7 +110,7 @@ def shifted_window_mask(resolution: tuple, window_size: tuple, shift_size: tuple
     return np.where(different, SHIFT_MASK_VALUE, 0.0).astype(DEFAULT_DTYPE)
 
 
-class WindowAttention(Module):
+class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows, with a learned relative position bias
     (Sec. 3.2, Eq. 4): Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + B) V, B gathered per token
     pair from a ((2Mh-1)(2Mw-1), heads) table."""
@@ -127,13 +125,13 @@ class WindowAttention(Module):
         window_h, window_w = self.window_size
         self.window_area = window_h * window_w
         self.attn_drop = attn_drop
-        table = Parameter(np.zeros(((2 * window_h - 1) * (2 * window_w - 1), num_heads), dtype=DEFAULT_DTYPE))
-        self.relative_position_bias_table = init.trunc_normal_(table, std=0.02)
+        table = nn.Parameter(np.zeros(((2 * window_h - 1) * (2 * window_w - 1), num_heads), dtype=DEFAULT_DTYPE))
+        self.relative_position_bias_table = nn.init.trunc_normal_(table, std=0.02)
         # not in timm's state_dict: rebuilt from the window size
         self.register_buffer("relative_position_index", relative_position_index(window_h, window_w), persistent=False)
-        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = Linear(dim, dim)
-        self.proj_drop = Dropout(proj_drop)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
 
     def relative_position_bias(self):
         """The bias B of Eq. 4: (heads, N, N), [h, i, j] for query i and key j in head h."""
@@ -172,7 +170,7 @@ class WindowAttention(Module):
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"
 
 
-class SwinTransformerBlock(Module):
+class SwinTransformerBlock(nn.Module):
     """One Swin block on a (B, H, W, C) map (Sec. 3.1, Eq. 3):
 
         x = x + DropPath(unshift(window_reverse(W-MSA(window_partition(shift(LN(x)))))))
@@ -198,13 +196,13 @@ class SwinTransformerBlock(Module):
         self.padded_resolution = tuple(
             -(-side // w) * w for side, w in zip(self.input_resolution, self.window_size, strict=True)
         )
-        self.norm1 = LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, num_heads, self.window_size, qkv_bias=qkv_bias, attn_drop=attn_drop,
                                     proj_drop=proj_drop)  # fmt: skip
-        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else Identity()
-        self.norm2 = LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
-        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else Identity()
+        self.drop_path1 = nn.DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.drop_path2 = nn.DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if any(self.shift_size):  # not in timm's state_dict: rebuilt from the sizes
             mask = shifted_window_mask(self.padded_resolution, self.window_size, self.shift_size)
             self.register_buffer("attn_mask", mask, persistent=False)
@@ -244,7 +242,7 @@ class SwinTransformerBlock(Module):
                 f"shift_size={self.shift_size}")  # fmt: skip
 
 
-class PatchMerging(Module):
+class PatchMerging(nn.Module):
     """Halve the map, double the channels (Sec. 3.1, "patch merging"): each 2x2 neighbourhood
     concatenated to 4C (row offset fastest, see F.patch_merge), LayerNorm, linear 4C -> 2C, no bias.
     An odd side is first padded with one row / column of zeros at the bottom / right, as timm."""
@@ -252,8 +250,8 @@ class PatchMerging(Module):
     def __init__(self, dim: int, out_dim: int | None = None):
         super().__init__()
         self.dim, self.out_dim = dim, out_dim or 2 * dim
-        self.norm = LayerNorm(4 * dim)
-        self.reduction = Linear(4 * dim, self.out_dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, self.out_dim, bias=False)
 
     def forward(self, x):
         """x: (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), out_dim)"""
@@ -263,7 +261,7 @@ class PatchMerging(Module):
         return self.reduction(self.norm(F.patch_merge(x)))
 
 
-class SwinTransformerStage(Module):
+class SwinTransformerStage(nn.Module):
     """One stage: patch merging first when downsample (timm >= 0.9: `layers.i.downsample`, i >= 1),
     then `depth` blocks alternating regular (even j) and shifted (odd j) windows."""
 
@@ -279,11 +277,11 @@ class SwinTransformerStage(Module):
             self.downsample = PatchMerging(dim, out_dim)
         else:
             self.output_resolution = self.input_resolution
-            self.downsample = Identity()
+            self.downsample = nn.Identity()
         window_size = size_pair("window_size", window_size)
         shift_size = (window_size[0] // 2, window_size[1] // 2)
         drop_paths = list(drop_path) if isinstance(drop_path, (list, tuple)) else [drop_path] * depth
-        self.blocks = Sequential(
+        self.blocks = nn.Sequential(
             SwinTransformerBlock(
                 out_dim,
                 self.output_resolution,
@@ -304,7 +302,7 @@ class SwinTransformerStage(Module):
         return self.blocks(self.downsample(x))
 
 
-class ClassifierHead(Module):
+class ClassifierHead(nn.Module):
     """Global average pool over the map (global_pool 'avg'; '' keeps the map), dropout, linear.
     timm's key: `head.fc`. x: (B, H, W, C) -> (B, num_classes), or (B, H, W, num_classes) without
     pooling; num_classes 0 leaves out the linear layer."""
@@ -314,8 +312,8 @@ class ClassifierHead(Module):
         if pool_type not in ("avg", ""):
             raise ValueError(f"global_pool must be 'avg' or '', got {pool_type!r}")
         self.pool_type = pool_type
-        self.drop = Dropout(drop_rate)
-        self.fc = Linear(in_features, num_classes) if num_classes > 0 else Identity()
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x):
         if self.pool_type == "avg":
@@ -323,7 +321,7 @@ class ClassifierHead(Module):
         return self.fc(self.drop(x))
 
 
-class SwinTransformer(Module):
+class SwinTransformer(nn.Module):
     """Swin Transformer (Liu et al. 2021) as timm's SwinTransformer.
 
     images (B, in_chans, H, W) -> logits (B, num_classes); with global_pool '' the last stage's map
@@ -354,7 +352,9 @@ class SwinTransformer(Module):
         self.num_features = embed_dim * 2 ** (self.num_layers - 1)
 
         # Sec. 3.1: 4x4 patches, each linearly embedded to C channels (and normalised, patch_norm)
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, norm_layer=LayerNorm, flatten=False)
+        self.patch_embed = nn.PatchEmbed(
+            img_size, patch_size, in_chans, embed_dim, norm_layer=nn.LayerNorm, flatten=False
+        )
         windows = stage_window_sizes(window_size, self.num_layers)
 
         # stochastic depth rising linearly over all blocks, split by stage (timm's drop path rule)
@@ -370,8 +370,8 @@ class SwinTransformer(Module):
                                          drop_path=rates[starts[i]:starts[i + 1]])  # fmt: skip
             stages.append(stage)
             resolution, in_dim = stage.output_resolution, out_dim
-        self.layers = Sequential(stages)
-        self.norm = LayerNorm(self.num_features)
+        self.layers = nn.Sequential(stages)
+        self.norm = nn.LayerNorm(self.num_features)
         self.head = ClassifierHead(self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate)
         self._init_weights()
 
@@ -379,10 +379,10 @@ class SwinTransformer(Module):
         """timm's init: every Linear weight trunc_normal(std .02), its bias 0; the bias tables were
         drawn the same way; the patch projection keeps PyTorch's conv default, LayerNorm 1 and 0."""
         for module in self.modules():
-            if isinstance(module, Linear):
-                init.trunc_normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
-                    init.zeros_(module.bias)
+                    nn.init.zeros_(module.bias)
 
     def no_weight_decay(self) -> set:
         """Parameters the optimizer must not decay (timm's rule): every relative position bias table."""

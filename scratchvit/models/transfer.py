@@ -23,8 +23,8 @@ bicubically as the official interpolate_pos_embed does (not antialiased, class-t
 
 from __future__ import annotations
 
+from .. import nn
 from ..autograd import Tensor
-from ..nn import BatchNorm1d, LayerNorm, Linear, Sequential, init
 from .mae import MaskedAutoencoderViT
 from .pos_embed import resample_abs_pos_embed
 from .vit import VisionTransformer
@@ -66,7 +66,7 @@ def vit_from_mae(mae: MaskedAutoencoderViT, num_classes: int, global_pool: str =
     vit = VisionTransformer(num_classes=num_classes, global_pool=global_pool, **fixed, **kwargs)
     # the official models use LayerNorm eps 1e-6, as timm's ViT; an MAE built with another eps keeps it
     for module in vit.modules():
-        if isinstance(module, LayerNorm):
+        if isinstance(module, nn.LayerNorm):
             module.eps = mae.norm.eps
 
     vit_keys = vit.state_dict()
@@ -82,8 +82,8 @@ def vit_from_mae(mae: MaskedAutoencoderViT, num_classes: int, global_pool: str =
     if set(missing) != new_layers:
         raise ValueError(f"vit_from_mae: the MAE encoder lacks {sorted(set(missing) - new_layers)}")
     if num_classes > 0:
-        init.trunc_normal_(vit.head.weight, std=head_init_std)  # timm's cut at +-2 (absolute), as the official
-        init.zeros_(vit.head.bias)
+        nn.init.trunc_normal_(vit.head.weight, std=head_init_std)  # timm's cut at +-2 (absolute), as the official
+        nn.init.zeros_(vit.head.bias)
     return vit
 
 
@@ -97,12 +97,12 @@ def prepare_linear_probe(vit: VisionTransformer, head_init_std: float = 0.01) ->
     changed in place."""
     if vit.num_classes == 0:
         raise ValueError("prepare_linear_probe: vit has no head (num_classes=0); build it with num_classes > 0")
-    if not isinstance(vit.head, Linear):
+    if not isinstance(vit.head, nn.Linear):
         raise ValueError(f"prepare_linear_probe: vit.head must be its Linear classifier, got {type(vit.head).__name__}")
     linear = vit.head
-    init.trunc_normal_(linear.weight, std=head_init_std)
-    init.zeros_(linear.bias)
-    vit.head = Sequential([BatchNorm1d(linear.in_features, affine=False, eps=1e-6), linear])
+    nn.init.trunc_normal_(linear.weight, std=head_init_std)
+    nn.init.zeros_(linear.bias)
+    vit.head = nn.Sequential([nn.BatchNorm1d(linear.in_features, affine=False, eps=1e-6), linear])
     head = {id(parameter) for parameter in vit.head.parameters()}
     for parameter in vit.parameters():
         parameter.requires_grad = id(parameter) in head

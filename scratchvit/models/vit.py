@@ -18,7 +18,6 @@ import numpy as np
 from .. import nn
 from .. import ops as F
 from ..backend import DEFAULT_DTYPE
-from ..nn import init
 from .pos_embed import resample_abs_pos_embed
 from .registry import register_model
 
@@ -106,14 +105,14 @@ class VisionTransformer(nn.Module):
         normal(std 1e-6), every Linear trunc_normal(std .02) with zero bias; LayerNorm ones/zeros
         and the patch projection as PyTorch's Conv2d default, as they were built."""
         if self.pos_embed is not None:
-            init.trunc_normal_(self.pos_embed, std=0.02)
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
-            init.normal_(self.cls_token, std=1e-6)
+            nn.init.normal_(self.cls_token, std=1e-6)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                init.trunc_normal_(module.weight, std=0.02)
+                nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
-                    init.zeros_(module.bias)
+                    nn.init.zeros_(module.bias)
 
     def _pos_embed(self, tokens, grid_size):
         """tokens: (B, N, D) patch tokens of an h x w grid -> (B, prefix + N, D) with the class
