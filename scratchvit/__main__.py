@@ -1,5 +1,5 @@
-import sys
+"""`python -m scratchvit`: the `scratchvit` command."""
 
-from .app.cli import main
+from .app.cli import run
 
-sys.exit(main())
+run()

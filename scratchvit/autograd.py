@@ -64,6 +64,18 @@ def unbroadcast(grad, shape: tuple):
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
+class _KernelTier:
+    """Which tier `Function.apply` runs: "fast" (a registered kernel where one fits the inputs'
+    backend and dtype, else the textbook op) or "textbook" (always the op's own forward and
+    backward). SCRATCHVIT_KERNELS sets it at import; scratchvit.kernels.tier(...) changes it."""
+
+    name = "fast"
+
+
+# textbook Function class -> {(backend name, dtype): kernel class}, filled by scratchvit.kernels.registry
+KERNELS: dict = {}
+
+
 class Function:
     """One differentiable operation. Subclasses write, side by side on raw arrays:
 
@@ -76,11 +88,14 @@ class Function:
     An input may be None (an optional argument such as a missing bias); forward receives None.
 
     `SomeOp.apply(*tensors, **params)` runs the forward and records the graph when grad mode is
-    on and some input requires grad.
+    on and some input requires grad; `self.recording` tells the forward whether it will be.
+    When the fast tier is on and a kernel is registered for this op and the inputs' backend and
+    dtype (scratchvit.kernels), that kernel (a subclass of the op) runs in its place.
     """
 
     inputs: tuple = ()
     released = False
+    recording = False
 
     def forward(self, *arrays, **params):
         raise NotImplementedError
@@ -92,12 +107,22 @@ class Function:
     def apply(cls, *inputs, **params) -> Tensor:
         tensors = tuple(None if value is None else _as_tensor(value, like=inputs) for value in inputs)
         _check_same_device_and_dtype(cls.__name__, tensors)
-        function = cls()
+        function = cls.implementation(tensors)()
+        function.recording = _GradMode.enabled and any(t is not None and t.requires_grad for t in tensors)
         output = function.forward(*(None if t is None else t.data for t in tensors), **params)
-        if _GradMode.enabled and any(t is not None and t.requires_grad for t in tensors):
+        if function.recording:
             function.inputs = tensors
             return Tensor._from_op(output, function)
         return Tensor._from_op(output, None)
+
+    @classmethod
+    def implementation(cls, tensors: tuple) -> type:
+        """The class that runs this op on `tensors`: a registered kernel, or the op itself."""
+        kernels = KERNELS.get(cls)
+        if not kernels or _KernelTier.name != "fast":
+            return cls
+        data = next(t.data for t in tensors if t is not None)
+        return kernels.get((backend.backend_name(data), data.dtype), cls)
 
     def release(self) -> None:
         """Drop the inputs and saved arrays once backward has used them."""
@@ -429,5 +454,4 @@ def _shape_args(args: tuple) -> tuple:
 # ops are imported last, once this module has defined everything they need.
 from .ops import elementwise, reduce, shape  # noqa: E402
 
-# ops/__init__.py rebinds the name `ops.matmul` to the function, so import the function itself.
-from .ops.matmul import matmul as matmul_op  # noqa: E402
+from .ops.products import matmul as matmul_op  # noqa: E402

@@ -135,6 +135,11 @@ def xp_of(array):
     return np
 
 
+def backend_name(array) -> str:
+    """"numpy" or "cupy": the array module that owns `array`, by name (CuPy is not imported)."""
+    return "cupy" if type(array).__module__.startswith("cupy") else "numpy"
+
+
 def device_of(array) -> Device:
     """The Device an array lives on."""
     if type(array).__module__.startswith("cupy"):

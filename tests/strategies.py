@@ -1,5 +1,6 @@
 """Hypothesis strategies for the op tests (sizes, shapes, arrays), two helpers that turn drawn
-arrays into tensors and gradients, and cut_in_parts, which makes ops/threads.py cut any work.
+arrays into tensors and gradients, and the fast tier's paths on demand: cut_in_parts makes
+kernels/cpu/threads.py cut any work, small_chunks makes chunked kernels cut small arrays.
 
 Sizes stay small: the gradient checks perturb one element at a time, so an input of n elements
 costs 2n forward passes.
@@ -114,8 +115,8 @@ def assert_same_value_and_grads(fused, reference, arrays_in: list, device, seed:
 @contextmanager
 def cut_in_parts(count: int = 3):
     """Large work (products, attention, chunked kernels) cut into `count` parts however small it is, on a pool of
-    count - 1 threads plus the caller's (ops/threads.py), whatever this machine's BLAS."""
-    from scratchvit.ops import chunks, threads
+    count - 1 threads plus the caller's (kernels/cpu/threads.py), whatever this machine's BLAS."""
+    from scratchvit.kernels.cpu import chunks, threads
 
     state = threads._Threads()
     saved = (threads._threads, threads.MIN_PARALLEL_FLOPS, chunks.MIN_PARALLEL_ELEMENTS)
@@ -127,3 +128,19 @@ def cut_in_parts(count: int = 3):
     finally:
         threads._threads, threads.MIN_PARALLEL_FLOPS, chunks.MIN_PARALLEL_ELEMENTS = saved
         state.pool.shutdown()
+
+
+@contextmanager
+def small_chunks(size: int = 5):
+    """Chunked kernels (kernels/cpu/chunks.py) cut arrays into chunks of `size` elements, so small
+    arrays take the many-chunk path; their reusable work arrays are dropped before and after."""
+    from scratchvit.kernels.cpu import chunks
+
+    saved = chunks.CHUNK_SIZE
+    chunks._scratch_buffers.clear()
+    chunks.CHUNK_SIZE = size
+    try:
+        yield
+    finally:
+        chunks.CHUNK_SIZE = saved
+        chunks._scratch_buffers.clear()

@@ -174,9 +174,9 @@ class ElsewhereTensor(sv.Tensor):
         ("Add", lambda here, there: here + there),
         ("Mul", lambda here, there: F.mul(there, here)),
         ("MatMul", lambda here, there: F.matmul(here, there)),
-        ("Linear", lambda here, there: F.linear(here, there)),
+        ("LinearFn", lambda here, there: F.linear(here, there)),
         ("Concatenate", lambda here, there: F.concatenate([here, here, there])),
-        ("LayerNorm", lambda here, there: F.layer_norm(here, ElsewhereTensor(np.ones(2)))),
+        ("LayerNormFn", lambda here, there: F.layer_norm(here, ElsewhereTensor(np.ones(2)))),
     ],
 )
 def test_mixing_devices_in_one_op_raises(op_name, call):

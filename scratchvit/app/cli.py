@@ -21,7 +21,7 @@ import textwrap
 
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
 from ..data import DATASET_NAMES
 from ..train import distributed
 from . import demo, recipes
@@ -179,7 +179,8 @@ def cmd_gradcheck(args) -> int:
     """Finite-difference check of every op; a table, and exit code 1 on any failure."""
     from ..check.op_table import run_gradchecks
 
-    rows = run_gradchecks(device=args.device, seed=args.seed, only=args.op)
+    rows = run_gradchecks(device=args.device, seed=args.seed, only=args.op, tier=args.kernels)
+    print(f"tier: {args.kernels}")
     name_width = max(len("op"), *(len(row.op) for row in rows))
     shape_width = max(len("input shapes"), *(len(row.shapes) for row in rows))
     print(f"{'op':<{name_width}}  {'input shapes':<{shape_width}}  {'max rel error':>13}  result")
@@ -202,6 +203,13 @@ def cmd_info(args) -> int:
         print(f"CUDA: cupy {cupy.__version__}, {cupy.cuda.runtime.getDeviceCount()} GPU(s)")
     else:
         print("CUDA: not available (pip install 'scratchvit[cuda12]' on a machine with an NVIDIA GPU)")
+    print(f"kernel tier: {kernels.current_tier()} (SCRATCHVIT_KERNELS=textbook runs every op as ops/ writes it)")
+    entries = kernels.registered_kernels()
+    op_width = max(len(f"{entry.op.__module__.rsplit('.', 1)[-1]}.{entry.op.__name__}") for entry in entries)
+    for entry in entries:
+        op_name = f"{entry.op.__module__.rsplit('.', 1)[-1]}.{entry.op.__name__}"
+        where = f"{entry.backend} {entry.dtype.name}"
+        print(f"  {op_name:<{op_width}}  {where:<13}  {entry.kernel.__name__}: {entry.summary}")
     return 0
 
 
@@ -366,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "scratchvit gradcheck --op softmax")  # fmt: skip
     _add_common(gradcheck)
     gradcheck.add_argument("--op", action="append", help="check only this op (repeatable)")
+    gradcheck.add_argument("--kernels", choices=kernels.TIERS, default="textbook",
+                           help="check the ops as ops/ writes them (textbook, the default) or their fast kernels")  # fmt: skip
     gradcheck.set_defaults(run=cmd_gradcheck)
 
     convert = _command(commands, "convert", "convert weights to a timm-keyed safetensors file",
@@ -423,5 +433,12 @@ def main(argv=None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `scratchvit` console command: the process-wide settings of the fast tier
+    (kernels.tune_process: malloc, scratchvit's threads), then main()."""
+    kernels.tune_process()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

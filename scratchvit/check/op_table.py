@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
 from .. import ops as F
 from ..autograd import Tensor
 from .gradcheck import gradcheck
@@ -212,6 +212,12 @@ _unary("pow_float", lambda x: F.pow(x, -1.5), _positive)
 _unary("cast", lambda x: F.cast(x, x.dtype) * x, _normal)  # a cast to float32 is not checkable in float64
 _unary("relu", F.relu, _away_from_zero)
 _unary("gelu", F.gelu, lambda rng, shape: 2 * _normal(rng, shape))
+
+
+@_register("add_same_shape", F.add, _UNARY_SIZES, _UNARY_RANGES)
+def _add_same_shape_inputs(rng, sizes, dtype, device):
+    """a + b of one shape (m, n), as in the residual adds: no broadcasting."""
+    return tuple(_leaf(_normal(rng, tuple(sizes)), dtype, device) for _ in range(2))
 
 # ---- reductions: x (a, b, c) -----------------------------------------------------------------
 _CUBE_SIZES, _CUBE_RANGES = (2, 3, 4), ((1, 3), (1, 3), (1, 4))
@@ -608,19 +614,21 @@ def describe_shapes(inputs: tuple) -> str:
     return " ".join("x".join(map(str, shape)) if shape else "()" for shape in shapes)
 
 
-def run_gradchecks(device=None, seed: int = 0, only=None) -> list[Row]:
-    """Check every op (or those named in `only`) in float64 by finite differences, at default sizes."""
+def run_gradchecks(device=None, seed: int = 0, only=None, tier: str = "textbook") -> list[Row]:
+    """Check every op (or those named in `only`) in float64 by finite differences, at default sizes,
+    on the "textbook" tier (the ops as written in scratchvit.ops) or the "fast" one (their kernels)."""
     entries = select(only)
     target = backend.get_device(device)
-    rows = []
-    for entry in entries:
-        inputs = entry.inputs(entry_seed(entry, seed), dtype=np.float64, device=target)
-        shapes = describe_shapes(inputs)
-        try:
-            error = gradcheck(entry.function, inputs, seed=seed)
-        except Exception as failure:  # a wrong gradient (GradcheckError) or an op that raises
-            message = str(failure) if isinstance(failure, AssertionError) else f"{type(failure).__name__}: {failure}"
-            rows.append(Row(entry.name, shapes, math.nan, False, message))
-        else:
-            rows.append(Row(entry.name, shapes, error, True, ""))
-    return rows
+    with kernels.tier(tier):
+        return [_gradcheck_row(entry, target, seed) for entry in entries]
+
+
+def _gradcheck_row(entry: OpEntry, target: backend.Device, seed: int) -> Row:
+    inputs = entry.inputs(entry_seed(entry, seed), dtype=np.float64, device=target)
+    shapes = describe_shapes(inputs)
+    try:
+        error = gradcheck(entry.function, inputs, seed=seed)
+    except Exception as failure:  # a wrong gradient (GradcheckError) or an op that raises
+        message = str(failure) if isinstance(failure, AssertionError) else f"{type(failure).__name__}: {failure}"
+        return Row(entry.name, shapes, math.nan, False, message)
+    return Row(entry.name, shapes, error, True, "")

@@ -8,10 +8,12 @@
 
 Inside the block every Function subclass's `forward` and `backward` is wrapped by a timer; on
 leaving it the original methods are put back, so code outside a block runs exactly as it would
-without this module. An op's family is the module its Function lives in (elementwise, matmul,
-activation, norm, attention, shape, reduce, vision, loss, random: one file per family in ops/),
-its name the Function's class. A call made while another op is being timed (a Function that
-calls another's forward) counts towards the outer one only, so nothing is counted twice.
+without this module. An op's family is the module its textbook Function lives in (elementwise,
+products, activation, norm, attention, shape, reduce, vision, loss, random: one file per family
+in ops/), its name the textbook Function's class, and "ran" says which implementation ran: the
+textbook op itself, or the kernel that ran in its place (scratchvit.kernels). A call made while
+another op is being timed (a Function that calls another's forward) counts towards the outer
+one only, so nothing is counted twice.
 
 On a GPU the device is synchronised before and after every timed call, so each op is charged
 for its own kernels (and the run is slower than without profiling). What the ops do not cover,
@@ -55,12 +57,16 @@ class OpProfile:
     def __init__(self):
         self.seconds = defaultdict(float)  # (family, op, phase) -> seconds
         self.calls = defaultdict(int)  # (family, op, phase) -> number of calls
+        self.ran = defaultdict(set)  # (family, op) -> names of the implementations that ran
         self._depth = 0  # > 0 while an op is being timed
 
     def add(self, function_class, phase: str, seconds: float) -> None:
-        key = (function_class.__module__.rsplit(".", 1)[-1], function_class.__name__, phase)
+        op = getattr(function_class, "textbook_op", function_class)
+        family, name = op.__module__.rsplit(".", 1)[-1], op.__name__
+        key = (family, name, phase)
         self.seconds[key] += seconds
         self.calls[key] += 1
+        self.ran[family, name].add("textbook" if function_class is op else function_class.__name__)
 
     def total(self, phase: str | None = None) -> float:
         """Seconds inside ops, in one phase or in both."""
@@ -71,11 +77,13 @@ class OpProfile:
         return self._grouped(lambda family, op: family)
 
     def by_op(self) -> dict:
-        """{"family.Op": {"forward": s, "backward": s, "calls": forward calls}}, the most time first."""
+        """{"family.Op": {"forward": s, "backward": s, "calls": forward calls, "ran": "Kernel" or
+        "textbook"}}, the most time first."""
         grouped = self._grouped(lambda family, op: f"{family}.{op}")
         for name, times in grouped.items():
             family, op = name.split(".", 1)
             times["calls"] = self.calls.get((family, op, "forward"), 0)
+            times["ran"] = "+".join(sorted(self.ran[family, op]))
         return grouped
 
     def _grouped(self, name_of) -> dict:
@@ -98,9 +106,11 @@ class OpProfile:
             lines.append(f"{'outside ops':<34} {'':>11} {'':>12} {1e3 * outside:>10.2f}   (Python, graph, optimizer)")
             lines.append(f"{'step':<34} {'':>11} {'':>12} {1e3 * step_seconds:>10.2f}")
         lines.append("")
-        lines.append(f"{'op':<34} {'forward ms':>11} {'backward ms':>12} {'total ms':>10} {'share':>6} {'calls':>6}")
+        lines.append(
+            f"{'op':<34} {'forward ms':>11} {'backward ms':>12} {'total ms':>10} {'share':>6} {'calls':>6}  ran"
+        )
         for op, times in list(self.by_op().items())[:top]:
-            lines.append(f"{self._row(op, times, total)} {times['calls']:>6}")
+            lines.append(f"{self._row(op, times, total)} {times['calls']:>6}  {times['ran']}")
         return "\n".join(lines)
 
     @staticmethod

@@ -8,7 +8,7 @@ from .activation import gelu, log_softmax, relu, softmax
 from .attention import multi_head_self_attention, scaled_dot_product_attention
 from .elementwise import abs, add, cast, div, exp, log, maximum, mul, neg, pow, sqrt, sub, tanh, where
 from .loss import cross_entropy, mse_loss
-from .matmul import linear, matmul
+from .products import linear, matmul
 from .norm import layer_norm
 from .random import drop_path, dropout
 from .reduce import max, mean, sum, var

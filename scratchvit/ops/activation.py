@@ -9,84 +9,42 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from ..autograd import Function, Tensor, is_grad_enabled
+from ..autograd import Function, Tensor
 from ..backend import xp_of
-from .chunks import map_chunks
-from .erf import erf_float64
-from .normal import normal_density_and_tail
+from .erf import erf
 from .shape import check_axis
 
-_INV_SQRT2 = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+def normal_cdf(x):
+    """Phi(x) = P(Z <= x) for a standard normal Z: (1 + erf(x / sqrt 2)) / 2, in x's dtype."""
+    return (1 + erf(x * (1 / math.sqrt(2)))) / 2
 
 
-def _gelu_float32(x, out, magnitude, density, tail, work):
-    """out = GELU(x) for one chunk, in float32; leaves |x|, phi(x) and Phi(-|x|) in the work arrays.
+def normal_pdf(x):
+    """phi(x) = exp(-x^2 / 2) / sqrt(2 pi), in x's dtype."""
+    return xp_of(x).exp(x * x * -0.5) * (1 / math.sqrt(2 * math.pi))
 
-    With u = |x| and Phi(-u) from normal.py (accurate relative to itself, however small):
-        GELU(x) = x Phi(x) = max(x, 0) - u Phi(-u)    (x > 0: x (1 - Phi(-x)); x < 0: x Phi(x))
-    Error: up to about 4e-7 relative (a few float32 units); PyTorch's erf form, 3e-7 absolute.
+
+class GELUFn(Function):
+    """GELU(x) = x Phi(x)   (Hendrycks & Gimpel 2016, Eq. 1), elementwise, x: any shape.
+
+    Product rule, with Phi' = phi:
+        d GELU / dx = Phi(x) + x phi(x),   so   dx = g * (Phi(x) + x phi(x)).
     """
-    xp = xp_of(x)
-    normal_density_and_tail(x, magnitude, density, tail, work)
-    xp.multiply(magnitude, tail, out=work)
-    xp.maximum(x, 0, out=out)
-    out -= work
 
-
-def _gelu_and_slope_float32(x, out, slope, magnitude, density, tail, work):
-    """_gelu_float32, and slope = GELU'(x) = Phi(x) + x phi(x), Phi(x) = 1/2 + sign(x) (1/2 - Phi(-|x|))."""
-    xp = xp_of(x)
-    _gelu_float32(x, out, magnitude, density, tail, work)
-    xp.subtract(0.5, tail, out=tail)
-    xp.copysign(tail, x, out=tail)  # at x = -0.0 too: 1/2 - Phi(-0) = 0, so Phi(+-0) = 1/2
-    xp.multiply(x, density, out=slope)
-    slope += tail
-    slope += 0.5
-
-
-def _gelu_float64(x, need_slope):
-    """(GELU(x), GELU'(x) or None) in float64 from the library erf: gradient checks need every digit."""
-    xp = xp_of(x)
-    cdf = erf_float64(x * _INV_SQRT2)
-    cdf += 1
-    cdf *= 0.5
-    slope = None
-    if need_slope:
-        slope = xp.exp(x * x * -0.5)
-        slope *= x
-        slope *= _INV_SQRT_2PI
-        slope += cdf
-    return x * cdf, slope
-
-
-class GELU(Function):
-    """float32 runs a cache-sized chunk at a time (chunks.py). When a gradient will be asked for,
-    the forward also computes the slope GELU'(x) while x, phi(x) and Phi(-|x|) are in cache: the
-    backward is then one multiply, and x need not be kept."""
-
-    def forward(self, x, need_slope):
-        xp = xp_of(x)
-        if x.dtype == np.float64:
-            out, self.slope = _gelu_float64(x, need_slope)
-            return out
-        out = xp.empty(x.shape, x.dtype)
-        work = (x.dtype,) * 4  # |x|, phi(x), Phi(-|x|), scratch
-        if need_slope:
-            self.slope = xp.empty(x.shape, x.dtype)
-            map_chunks(_gelu_and_slope_float32, (x,), (out, self.slope), scratch=work)
-        else:
-            map_chunks(_gelu_float32, (x,), (out,), scratch=work)
-        return out
+    def forward(self, x):
+        self.x = x
+        return x * normal_cdf(x)
 
     def backward(self, grad):
-        # dx = g * (Phi(x) + x * phi(x))
-        return grad * self.slope
+        # dx = g * (Phi(x) + x phi(x))
+        x = self.x
+        return grad * (normal_cdf(x) + x * normal_pdf(x))
 
 
 class ReLU(Function):
+    """ReLU(x) = max(x, 0), elementwise: dx = g where x > 0, else 0."""
+
     def forward(self, x):
         self.positive = x > 0
         return x * self.positive
@@ -97,45 +55,47 @@ class ReLU(Function):
 
 
 class Softmax(Function):
+    """y_i = exp(x_i) / sum_j exp(x_j) along `axis` (Vaswani et al. 2017, Eq. 1), x: any shape.
+
+    Shifting x by its max along the axis changes nothing (it cancels in the ratio) and keeps exp
+    from overflowing. The Jacobian is dy_i / dx_k = y_i (delta_ik - y_k), so
+        dx_k = sum_i g_i y_i (delta_ik - y_k) = y_k (g_k - sum_i g_i y_i).
+    """
+
     def forward(self, x, axis):
         self.axis = axis
-        out = x - x.max(axis=axis, keepdims=True)  # shift by the max: exp never overflows
-        xp_of(out).exp(out, out=out)
-        out /= out.sum(axis=axis, keepdims=True)
-        self.out = out
-        return out
+        exps = xp_of(x).exp(x - x.max(axis=axis, keepdims=True))
+        self.y = exps / exps.sum(axis=axis, keepdims=True)
+        return self.y
 
     def backward(self, grad):
-        # dx = y * (g - sum(g * y)), in one new array: g * y, then (g - its sum) * y over it
-        y = self.out
-        grad_x = grad * y
-        xp_of(grad).subtract(grad, grad_x.sum(axis=self.axis, keepdims=True), out=grad_x)
-        grad_x *= y
-        return grad_x
+        # dx = y * (g - sum(g * y))
+        y = self.y
+        return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
 
 
 class LogSoftmax(Function):
+    """y = x - log sum_j exp(x_j) along `axis`, computed as x - m - log sum_j exp(x_j - m), m = max(x).
+
+    dy_i / dx_k = delta_ik - softmax(x)_k, so   dx_k = g_k - softmax(x)_k sum_i g_i,
+    with softmax(x) = exp(y).
+    """
+
     def forward(self, x, axis):
         self.axis = axis
         xp = xp_of(x)
-        out = x - x.max(axis=axis, keepdims=True)
-        out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))
-        self.out = out
-        return out
+        shifted = x - x.max(axis=axis, keepdims=True)
+        self.y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        return self.y
 
     def backward(self, grad):
-        # dx = g - softmax(x) * sum(g), in one new array
-        xp = xp_of(grad)
-        grad_x = xp.exp(self.out)
-        grad_x *= grad.sum(axis=self.axis, keepdims=True)
-        xp.subtract(grad, grad_x, out=grad_x)
-        return grad_x
+        # dx = g - softmax(x) * sum(g)
+        return grad - xp_of(grad).exp(self.y) * grad.sum(axis=self.axis, keepdims=True)
 
 
 def gelu(x) -> Tensor:
     """GELU(x) = x * Phi(x), Phi the standard normal CDF (exact erf form, as timm's nn.GELU)."""
-    need_slope = is_grad_enabled() and isinstance(x, Tensor) and x.requires_grad
-    return GELU.apply(x, need_slope=need_slope)
+    return GELUFn.apply(x)
 
 
 def relu(x) -> Tensor:

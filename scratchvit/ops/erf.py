@@ -1,8 +1,8 @@
-"""The error function erf in float64, for the exact GELU's gradient checks.
+"""The error function erf(x) = 2 / sqrt(pi) * integral_0^x exp(-t^2) dt, for the exact GELU.
 
 SciPy's erf (CuPy's on the GPU) when installed, else `erf_series`: erf from its Maclaurin series
-for |x| <= 3 and from the continued fraction of erfc beyond, in float64 (absolute error below
-1e-13), so NumPy alone is enough. float32 GELU needs no erf: see normal.py.
+for |x| <= 3 and from the continued fraction of erfc beyond, evaluated in float64 (absolute error
+below 1e-13), so NumPy alone is enough: accurate to every digit the float64 gradient checks need.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def _library_erf(xp):
 _library_erfs: dict = {}
 
 
-def erf_float64(x):
-    """erf of a float64 array to full float64 accuracy: SciPy's / CuPy's, else erf_series."""
+def erf(x):
+    """erf of an array, in its dtype: SciPy's / CuPy's, else erf_series."""
     xp = xp_of(x)
     if xp not in _library_erfs:
         _library_erfs[xp] = _library_erf(xp)

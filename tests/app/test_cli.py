@@ -126,8 +126,8 @@ def test_bench_prints_the_step_time_and_with_profile_the_op_families(tmp_path, c
                        capsys)  # fmt: skip
     assert code == 0 and "median step" in out
     family_rows = {line.split()[0] for line in out.splitlines() if line.strip()}
-    assert {"matmul", "attention", "norm", "activation", "all", "outside"} <= family_rows
-    assert "matmul.Linear" in out and (tmp_path / "bench.json").is_file()
+    assert {"products", "attention", "norm", "activation", "all", "outside"} <= family_rows
+    assert "products.LinearFn" in out and (tmp_path / "bench.json").is_file()
 
 
 def test_convert_writes_safetensors_that_eval_loads(mnist, tmp_path, capsys):

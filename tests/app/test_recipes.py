@@ -20,7 +20,7 @@ from scratchvit.data import ArrayDataset, load_dataset
 from scratchvit.io import CheckpointError, read_checkpoint
 from scratchvit.models import load_checkpoint
 from scratchvit.models.mae import MaskedAutoencoderViT
-from scratchvit.ops.matmul import Linear as LinearFunction
+from scratchvit.ops.products import LinearFn
 from scratchvit.train import CosineSchedule, OneCycleSchedule, read_metrics
 
 TINY_VIT = {"patch_size": 7, "embed_dim": 16, "depth": 1, "num_heads": 2}  # 28x28 MNIST: a 4x4 grid of patches
@@ -219,10 +219,13 @@ def test_benchmark_times_the_phases_and_profiles_the_ops(tmp_path, capsys):
     assert len(result["times_s"]) == 2 and result["median_s"] > 0
     assert set(result["phases_s"]) == {"forward", "backward", "optimizer"}
     families = result["profile"]["families"]
-    assert {"matmul", "attention", "norm", "activation", "loss"} <= set(families)
-    assert families["matmul"]["forward"] > 0 and families["matmul"]["backward"] > 0
-    linear_calls = result["profile"]["ops"]["matmul.Linear"]["calls"]
+    assert {"products", "attention", "norm", "activation", "loss"} <= set(families)
+    assert families["products"]["forward"] > 0 and families["products"]["backward"] > 0
+    linear_calls = result["profile"]["ops"]["products.LinearFn"]["calls"]
     assert linear_calls == 4 * 4 + 2  # qkv, proj, fc1, fc2 in each of 4 blocks; the patch embedding, the head
+    # which implementation ran: the fast tier's kernel, or the textbook op where none is registered
+    assert result["profile"]["ops"]["products.LinearFn"]["ran"] == "LinearOnThreads"
+    assert result["profile"]["ops"]["vision.Rearrange"]["ran"] == "textbook"
     out = capsys.readouterr().out
     assert "vit_digits_b64: vit_tiny_patch16_224, batch 64, on cpu: median step" in out and "outside ops" in out
     assert json.loads((tmp_path / "bench.json").read_text())["workload"] == "vit_digits_b64"
@@ -231,22 +234,22 @@ def test_benchmark_times_the_phases_and_profiles_the_ops(tmp_path, capsys):
 
 
 def test_profile_ops_wraps_only_inside_the_block_and_counts_nested_calls_once():
-    original = LinearFunction.__dict__["forward"]
+    original = LinearFn.__dict__["forward"]
 
-    class Doubled(LinearFunction):  # a Function whose forward calls its parent's, itself timed
+    class Doubled(LinearFn):  # a Function whose forward calls its parent's, itself timed
         def forward(self, x, weight, bias):
             return 2 * super().forward(x, weight, bias)
 
     x = sv.Tensor(np.ones((2, 3), np.float32), requires_grad=True)
     weight = sv.Tensor(np.ones((4, 3), np.float32), requires_grad=True)
     with profile_ops() as profile:
-        assert LinearFunction.__dict__["forward"] is not original
+        assert LinearFn.__dict__["forward"] is not original
         Doubled.apply(x, weight, None).sum().backward()
         with pytest.raises(RuntimeError, match="profiles do not nest"), profile_ops():
             pass
-    assert LinearFunction.__dict__["forward"] is original and "forward" in Doubled.__dict__
+    assert LinearFn.__dict__["forward"] is original and "forward" in Doubled.__dict__
     assert profile.calls[("test_recipes", "Doubled", "forward")] == 1
-    assert ("matmul", "Linear", "forward") not in profile.calls  # inside Doubled's forward: counted there
+    assert ("products", "LinearFn", "forward") not in profile.calls  # inside Doubled's forward: counted there
     assert set(profile.by_family()) == {"test_recipes", "reduce"}
     assert profile.total() == pytest.approx(sum(profile.seconds.values()))
     assert all(cls.__dict__.get("forward") is None or not hasattr(cls.__dict__["forward"], "__wrapped__")

@@ -15,7 +15,8 @@ from scratchvit.ops.activation import Softmax
 
 def test_gradcheck_command_checks_every_op(capsys):
     assert cli.main(["gradcheck"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    tier, *lines = capsys.readouterr().out.strip().splitlines()
+    assert tier == "tier: textbook"
     assert lines[0].split() == ["op", "input", "shapes", "max", "rel", "error", "result"]
     rows = lines[1:-1]
     assert [row.split()[0] for row in rows] == [entry.name for entry in OP_TABLE]
@@ -24,8 +25,9 @@ def test_gradcheck_command_checks_every_op(capsys):
 
 
 def test_gradcheck_command_with_chosen_ops(capsys):
-    assert cli.main(["gradcheck", "--op", "softmax", "--op", "gelu", "--seed", "3"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    assert cli.main(["gradcheck", "--op", "softmax", "--op", "gelu", "--seed", "3", "--kernels", "fast"]) == 0
+    tier, *lines = capsys.readouterr().out.strip().splitlines()
+    assert tier == "tier: fast"
     assert [line.split()[0] for line in lines[1:-1]] == ["softmax", "gelu"]
     assert lines[-1] == "2 passed, 0 failed"
 
@@ -47,7 +49,7 @@ def test_an_unknown_device_is_exit_code_2(capsys):
 def _wrong_softmax_backward(monkeypatch):
     class BrokenSoftmax(Softmax):
         def backward(self, grad):
-            return grad * self.out  # the "- y * sum(g * y)" term is missing
+            return grad * self.y  # the "- y * sum(g * y)" term is missing
 
     entry = OPS["softmax"]
     broken = dataclasses.replace(entry, function=lambda x: BrokenSoftmax.apply(x, axis=x.ndim - 1))

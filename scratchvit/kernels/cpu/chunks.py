@@ -8,12 +8,11 @@ A kernel's work arrays ("scratch") are allocated once per thread and reused chun
 fresh temporary of a few hundred KiB is handed out by the C allocator as new pages, and the page
 faults of touching them cost more than the arithmetic done in them.
 
-Arrays of at least MIN_PARALLEL_ELEMENTS are cut into one part per core (threads.py), each part's
-chunks run on its own thread. Every ufunc call takes and releases the GIL, so the threads hand it
-to each other some thirty times per chunk; on 2 cores GELU's forward and slope over 2.4 M
-elements still went from 14.0 to 9.2-10.6 ms. Smaller arrays stay on the calling thread: a thread
-wakes in 30-300 us. CuPy arrays run the kernel in one call on whole arrays (its memory pool
-reuses device memory by itself).
+Once threads.take_over_blas() has run, arrays of at least MIN_PARALLEL_ELEMENTS are cut into
+one part per core (threads.py), each part's chunks on its own thread. Every ufunc call takes and
+releases the GIL, so the threads hand it to each other at every step of a chunk: the gain is
+well short of the core count, and smaller arrays stay on the calling thread, since a thread
+takes a while to wake. The kernels here are for NumPy arrays only.
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ import threading
 
 import numpy as np
 
-from ..backend import xp_of
 from . import threads
 
 CHUNK_SIZE = 1 << 15  # elements: 128 KiB of float32, 256 KiB of float64 per array
-MIN_PARALLEL_ELEMENTS = 1 << 20  # a 30-pass kernel takes about 4 ms on 1 M elements
+MIN_PARALLEL_ELEMENTS = 1 << 20  # below this a thread's wake-up costs more than it saves
 _scratch_buffers: dict = {}  # (thread, slot, dtype) -> a reusable work array of CHUNK_SIZE elements
 
 
@@ -35,14 +33,10 @@ def map_chunks(kernel, inputs: tuple, outputs: tuple, scratch: tuple = ()) -> No
 
     inputs: arrays of one size (any shape; non-contiguous ones are copied). outputs: contiguous
     arrays of that size, written by the kernel through its output chunks. scratch: one dtype per
-    work array the kernel needs; it gets an uninitialised array of that dtype per chunk. NumPy
-    chunks are flat (1-D) views; CuPy arrays come whole, in their shapes.
+    work array the kernel needs; it gets an uninitialised array of that dtype per chunk. Chunks
+    are flat (1-D) views.
     """
     size = outputs[0].size
-    if not isinstance(outputs[0], np.ndarray):
-        xp = xp_of(outputs[0])
-        kernel(*inputs, *outputs, *(xp.empty(outputs[0].shape, dtype) for dtype in scratch))
-        return
     flat_inputs = [np.ascontiguousarray(a).reshape(-1) for a in inputs]
     flat_outputs = [o.reshape(-1) for o in outputs]
 

@@ -1,4 +1,4 @@
-"""The normal density and tail of normal.py (GELU's float32 path) against math.erfc / math.exp."""
+"""The normal density and tail of normal_tail.py (GELU's float32 path) against math.erfc / math.exp."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 from strategies import host
 
-from scratchvit.ops.normal import MILLS_CLIP, normal_density_and_tail
+from scratchvit.kernels.cpu.normal_tail import MILLS_CLIP, normal_density_and_tail
 
 
 def density_and_tail(device, values, dtype):

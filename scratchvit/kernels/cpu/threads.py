@@ -1,23 +1,22 @@
 """scratchvit's own threads: large products, attention and chunked kernels cut into one part per core.
 
 NumPy hands each product to BLAS, and OpenBLAS splits it over its own threads, whose idle
-workers spin for a while so that the next product starts at once. For one product that works
-well, however small; for a stack of small ones (attention: batch x heads products of 197 x 64 by
-64 x 197 in ViT-S, 49 x 32 by 32 x 49 per window in Swin) NumPy calls BLAS once per matrix, and
-OpenBLAS hands each small product to its worker and back. On 2 cores, ViT-Ti's attention layer
-(forward and backward) took 19-35 ms on OpenBLAS's two threads, 30 ms on one, and 14 ms cut in
-two halves of the batch, each on its own thread with OpenBLAS on one: NumPy releases the GIL in
-products and ufuncs, so the halves run side by side. PyTorch runs its work the same way, in one
-pool of threads of its own. Large 2-D products (the linear layers) cut by rows or columns run
-within a few percent of OpenBLAS's own split.
+workers spin for a while so that the next product starts at once. For one large product that
+works well; for a stack of small ones (attention: batch x heads products of 197 x 64 by 64 x 197
+in ViT-S, 49 x 32 by 32 x 49 per window in Swin) NumPy calls BLAS once per matrix, and OpenBLAS
+hands each small product to its worker and back. Cutting the stack into one part per core
+instead, each part on its own thread with OpenBLAS on one, runs the parts side by side: NumPy
+releases the GIL in products and ufuncs. PyTorch runs its work the same way, in one pool of
+threads of its own. Large 2-D products (the linear layers) are cut by rows or columns.
 
-Our threads sleep when idle, and waking one costs 30-300 us here, so scratchvit takes over only
-for work of at least MIN_PARALLEL_FLOPS: the first time such work comes, `parts_for` sets the
-OpenBLAS that NumPy loaded (found through ctypes: NumPy does not expose it) to one thread and
-starts a pool of one thread per further core it was using. Until then, as for every product of
-a small model such as the digits demo, OpenBLAS keeps its threads. Afterwards, other NumPy
-products in the process run on one thread too: `restore_blas_threads()` gives them back (and
-ends the cutting here). With another BLAS (MKL, Accelerate), one core, or CuPy, nothing is cut.
+Setting OpenBLAS to one thread changes every NumPy product in the process, so nothing here does
+it on its own: `take_over_blas()` (called by scratchvit.kernels.tune_process(), which the
+`scratchvit` command calls) sets the OpenBLAS that NumPy loaded (found through ctypes: NumPy
+does not expose it) to one thread and starts a pool of one thread per further core it was
+using, and `restore_blas_threads()` undoes both. Until then every part count is 1 and OpenBLAS
+keeps its threads. Our threads sleep when idle and take a while to wake, so even then only work
+of at least MIN_PARALLEL_FLOPS is cut. With another BLAS (MKL, Accelerate), one core, or CuPy,
+nothing is cut.
 """
 
 from __future__ import annotations
@@ -116,6 +115,13 @@ class _Threads:
                 self.pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="scratchvit")
                 self.own = True
 
+    def give_back(self) -> None:
+        with self.lock:
+            if self.own:
+                self.blas.set_num_threads(self.count)
+                self.pool.shutdown()
+                self.pool, self.own = None, False
+
 
 _threads = _Threads()
 
@@ -130,25 +136,26 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
     os.register_at_fork(after_in_child=_forget_threads_in_child)
 
 
-def restore_blas_threads() -> None:
-    """Give OpenBLAS back its thread count; from now on nothing is cut here."""
+def take_over_blas() -> bool:
+    """Set NumPy's OpenBLAS to one thread and cut large work over a pool of our own threads
+    instead; False (and nothing changed) with another BLAS or one core."""
     _threads.find()
-    with _threads.lock:
-        if _threads.own:
-            _threads.blas.set_num_threads(_threads.count)
-        _threads.count, _threads.own = 1, False
+    _threads.take_over()
+    return _threads.own
+
+
+def restore_blas_threads() -> None:
+    """Give OpenBLAS back the thread count take_over_blas found, and stop our pool."""
+    _threads.find()
+    _threads.give_back()
 
 
 def parts_for(work: float, minimum: float | None = None) -> int:
     """How many parts to cut `work` into (floating-point operations, or the elements of an
-    elementwise kernel): 1 below `minimum` (MIN_PARALLEL_FLOPS unless given) or on one core;
-    else one per core, taking over from OpenBLAS if not yet."""
-    if not _threads.found:
-        _threads.find()
-    if _threads.count < 2 or work < (MIN_PARALLEL_FLOPS if minimum is None else minimum):
+    elementwise kernel): one per core once take_over_blas() has run and `work` reaches `minimum`
+    (MIN_PARALLEL_FLOPS unless given), else 1."""
+    if not _threads.own or work < (MIN_PARALLEL_FLOPS if minimum is None else minimum):
         return 1
-    if not _threads.own:
-        _threads.take_over()
     return _threads.count
 
 

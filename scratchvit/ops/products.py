@@ -8,17 +8,24 @@ are all linear maps).
 from __future__ import annotations
 
 from ..autograd import Function, Tensor, unbroadcast
-from . import threads
 
 
 class MatMul(Function):
+    """C = A B with NumPy's rules: (..., n, k) @ (..., k, m) -> (..., n, m), leading dims broadcast.
+
+    C_ij = sum_l A_il B_lj, so dL/dA_il = sum_j g_ij B_lj and dL/dB_lj = sum_i A_il g_ij:
+        dA = g B^T,   dB = A^T g,
+    each then summed over the leading dims its input was broadcast along. A vector is a
+    (1, k) row on the left and a (k, 1) column on the right, its new axis dropped again.
+    """
+
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul needs tensors of at least 1 dimension, got shapes {a.shape} and {b.shape}")
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match in the inner dimension")
         self.a, self.b = a, b
-        return threads.matmul(a, b) if a.ndim > 1 and b.ndim > 1 else a @ b
+        return a @ b
 
     def backward(self, grad):
         # da = g @ b^T, db = a^T @ g; vectors are treated as (1, n) / (n, 1) matrices
@@ -28,28 +35,32 @@ class MatMul(Function):
             grad = grad[..., None]
         if self.a.ndim == 1:
             grad = grad[..., None, :]
-        grad_a = threads.matmul(grad, b.swapaxes(-1, -2))
-        grad_b = threads.matmul(a.swapaxes(-1, -2), grad)
-        grad_a = unbroadcast(grad_a, a.shape).reshape(self.a.shape)
-        grad_b = unbroadcast(grad_b, b.shape).reshape(self.b.shape)
+        grad_a = unbroadcast(grad @ b.swapaxes(-1, -2), a.shape).reshape(self.a.shape)
+        grad_b = unbroadcast(a.swapaxes(-1, -2) @ grad, b.shape).reshape(self.b.shape)
         return grad_a, grad_b
 
 
-class Linear(Function):
+class LinearFn(Function):
+    """y = x W^T + b   x: (..., in), W: (out, in), b: (out,) -> y: (..., out).
+
+    With the leading dims flattened, X: (M, in) and G = dL/dY: (M, out), Y = X W^T + 1 b^T gives
+        dX = G W,   dW = G^T X,   db = sum of G's rows:
+    three GEMMs on 2-D views.
+    """
+
     def forward(self, x, weight, bias):
-        """x: (..., in), weight: (out, in), bias: (out,) or None -> (..., out)"""
         self.x2d = x.reshape(-1, x.shape[-1])  # (M, in), M = product of the leading dims
         self.weight, self.input_shape, self.has_bias = weight, x.shape, bias is not None
-        out = threads.matmul(self.x2d, weight.T)
+        out = self.x2d @ weight.T
         if bias is not None:
-            out += bias
+            out = out + bias
         return out.reshape(*x.shape[:-1], weight.shape[0])
 
     def backward(self, grad):
-        # dx = g @ W, dW = g^T @ x, db = sum of g over all rows: three GEMMs on 2-D views
+        # dx = g @ W, dW = g^T @ x, db = sum of g over all rows
         grad2d = grad.reshape(-1, grad.shape[-1])
-        grad_x = threads.matmul(grad2d, self.weight).reshape(self.input_shape)
-        grad_weight = threads.matmul(grad2d.T, self.x2d)
+        grad_x = (grad2d @ self.weight).reshape(self.input_shape)
+        grad_weight = grad2d.T @ self.x2d
         grad_bias = grad2d.sum(axis=0) if self.has_bias else None
         return grad_x, grad_weight, grad_bias
 
@@ -67,4 +78,4 @@ def linear(x, weight, bias=None) -> Tensor:
         raise ValueError(f"linear: x has {x.shape[-1]} features in its last dim but weight expects {weight.shape[1]}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
-    return Linear.apply(x, weight, bias)
+    return LinearFn.apply(x, weight, bias)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import xp_of
+from ...backend import xp_of
 
 # m(u) ~ P(u) / Q(u) on [0, MILLS_CLIP], coefficients lowest degree first, Q monic; fitted by
 # tools/fit_mills_ratio.py (near-minimax relative error): 6.3e-9 evaluated in float64.
