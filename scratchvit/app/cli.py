@@ -24,7 +24,7 @@ import numpy as np
 from .. import backend, kernels
 from ..data import DATASET_NAMES
 from ..train import distributed
-from . import demo, recipes
+from . import demo, launch, recipes
 from .recipes import DEFAULT_OUT, SCHEDULES, WORKLOADS
 
 
@@ -96,6 +96,15 @@ def _add_data(parser) -> None:
                         help="data set (default digits, which ships with scikit-learn)")  # fmt: skip
     parser.add_argument("--data-root", metavar="DIR",
                         help="the data set's folder (all but digits): the idx, CIFAR or image files")  # fmt: skip
+
+
+def _add_procs(parser) -> None:
+    parser.add_argument(
+        "--procs",
+        type=launch.procs_count,
+        metavar="N",
+        help="run N single-threaded ranks of this command under mpiexec (default: this process)",
+    )
 
 
 def _add_training(parser, epochs: int, batch_size: int, warmup_text: str = "a tenth of --epochs") -> None:
@@ -283,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start from these weights (.pth, .safetensors, .npz); a head for other classes "
                        "is made new")  # fmt: skip
     _add_model_overrides(train)
+    _add_procs(train)
     train.set_defaults(run=cmd_train)
 
     pretrain = _command(commands, "pretrain", "pre-train a masked autoencoder (MAE)",
@@ -293,8 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "scratchvit pretrain --model mae_vit_base_patch16 --data cifar10 --data-root data/cifar "
                         "--patch-size 4 --epochs 100 --norm-pix-loss --out runs/mae")  # fmt: skip
     _add_common(pretrain, writes_files=True)
-    pretrain.add_argument("--model", dest="model_name", default="mae_vit_base_patch16",
-                          help="a registered MAE (default %(default)s)")
+    pretrain.add_argument(
+        "--model", dest="model_name", default="mae_vit_base_patch16", help="a registered MAE (default %(default)s)"
+    )
     _add_data(pretrain)
     _add_training(pretrain, epochs=400, batch_size=64)
     _add_base_lr(pretrain, 1.5e-4)
@@ -303,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--norm-pix-loss", action="store_true", help="reconstruct per-patch normalised pixels")
     pretrain.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
     _add_model_overrides(pretrain)
+    _add_procs(pretrain)
     pretrain.set_defaults(run=cmd_pretrain)
 
     linprobe = _command(commands, "linprobe", "linear probe of a pre-trained MAE encoder",
@@ -320,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     linprobe.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="default sgd (momentum 0.9)")
     linprobe.add_argument("--weight-decay", type=float, default=0.0, help="default 0, as MoCo v1 and MAE")
     _add_img_size(linprobe, "the MAE's; the position embedding is resampled")
+    _add_procs(linprobe)
     linprobe.set_defaults(run=cmd_linprobe)
 
     finetune = _command(commands, "finetune", "fine-tune a pre-trained MAE encoder end to end",
@@ -341,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--min-lr", type=float, default=1e-6, help="the cosine's end (default 1e-6)")
     finetune.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
     _add_img_size(finetune, "the MAE's; the position embedding is resampled")
+    _add_procs(finetune)
     finetune.set_defaults(run=cmd_finetune)
 
     evaluation = _command(commands, "eval", "top-1 / top-5 accuracy of a classifier on a data split",
@@ -356,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--split", choices=("train", "test"), default="test", help="default test")
     evaluation.add_argument("--batch-size", type=int, default=256, help="default 256")
     _add_model_overrides(evaluation)
+    _add_procs(evaluation)
     evaluation.set_defaults(run=cmd_eval)
 
     summary = _command(commands, "summary", "per-layer output shapes, parameters and multiply-adds of a model",
@@ -375,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(gradcheck)
     gradcheck.add_argument("--op", action="append", help="check only this op (repeatable)")
     gradcheck.add_argument("--kernels", choices=kernels.TIERS, default="textbook",
-                           help="check the ops as ops/ writes them (textbook, the default) or their fast kernels")  # fmt: skip
+                           help="check the ops as ops/ writes them (textbook, the default) or their fast "
+                           "kernels")  # fmt: skip
     gradcheck.set_defaults(run=cmd_gradcheck)
 
     convert = _command(commands, "convert", "convert weights to a timm-keyed safetensors file",
@@ -418,9 +434,13 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if getattr(args, "procs", None) is not None and distributed.init() > 1:
+            parser.error("argument --procs: already a rank of an MPI job; give --procs N or mpirun -n N, not both")
     except SystemExit as exit_request:  # --help (0) or a wrong argument, already reported on one line (2)
         return exit_request.code if isinstance(exit_request.code, int) else 2
     try:
+        if (getattr(args, "procs", None) or 1) > 1:
+            return launch.launch_local(args.procs, sys.argv[1:] if argv is None else argv)
         if args.device is not None:
             backend.set_default_device(args.device)
         backend.manual_seed(args.seed)
