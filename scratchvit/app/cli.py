@@ -434,13 +434,14 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if getattr(args, "procs", None) is not None and distributed.init() > 1:
-            parser.error("argument --procs: already a rank of an MPI job; give --procs N or mpirun -n N, not both")
     except SystemExit as exit_request:  # --help (0) or a wrong argument, already reported on one line (2)
         return exit_request.code if isinstance(exit_request.code, int) else 2
     try:
-        if (getattr(args, "procs", None) or 1) > 1:
-            return launch.launch_local(args.procs, sys.argv[1:] if argv is None else argv)
+        procs = getattr(args, "procs", None)  # train, pretrain, linprobe, finetune, eval
+        if procs is not None and distributed.init() > 1:
+            raise ValueError("argument --procs: already a rank of an MPI job; give --procs N or mpirun -n N, not both")
+        if procs is not None and procs > 1:
+            return launch.launch_local(procs, sys.argv[1:] if argv is None else argv)
         if args.device is not None:
             backend.set_default_device(args.device)
         backend.manual_seed(args.seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,9 @@ import pytest
 from test_recipes import TINY_MAE, TINY_VIT, write_mnist
 
 from scratchvit import backend
-from scratchvit.app import cli, demo
+from scratchvit.app import cli, demo, launch
 from scratchvit.io import read_checkpoint
-from scratchvit.train import read_metrics
+from scratchvit.train import distributed, read_metrics
 
 COMMANDS = ["demo", "train", "pretrain", "linprobe", "finetune", "eval", "summary", "gradcheck", "convert", "bench",
             "info"]  # fmt: skip
@@ -255,3 +256,73 @@ def test_the_console_entry_in_a_real_process(tmp_path):
     helped = subprocess.run([sys.executable, "-m", "scratchvit", "--help"], cwd=root, capture_output=True, text=True,
                             timeout=120)  # fmt: skip
     assert helped.returncode == 0 and "linprobe" in helped.stdout
+
+
+# ---- --procs N: N single-threaded ranks under mpiexec (scratchvit.app.launch) --------------------
+def test_procs_must_be_a_count_of_one_or_more_and_not_given_inside_an_mpi_job(monkeypatch, capsys):
+    for value in ("0", "-2", "two"):
+        fails_with(["train", "--model", "vit_tiny_patch16_224", "--procs", value], capsys,
+                   "scratchvit train: error: argument --procs: expected a number of processes >= 1")  # fmt: skip
+    monkeypatch.setattr(distributed, "init", lambda: 2)  # as a rank of `mpirun -n 2 scratchvit ...` sees it
+    fails_with(["eval", "--checkpoint", "c.npz", "--procs", "2"], capsys,
+               "scratchvit eval: error: argument --procs: already a rank of an MPI job")  # fmt: skip
+
+
+def test_procs_1_runs_in_this_process(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(cli.recipes, "train_classifier", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(launch, "launch_local", lambda *args: pytest.fail("--procs 1 started processes"))
+    assert run(["train", "--model", "vit_tiny_patch16_224", "--procs", 1], capsys)[0] == 0
+    assert len(calls) == 1 and "procs" not in calls[0]
+
+
+@pytest.mark.parametrize(
+    "argv, child",
+    [
+        (["--procs", "2", "--epochs", "1"], ["--epochs", "1"]),
+        (["--epochs", "1", "--procs=2"], ["--epochs", "1"]),
+        (["--proc", "2", "--out", "runs/p"], ["--out", "runs/p"]),  # an abbreviation argparse takes
+        (["--pro=2", "--no-progress"], ["--no-progress"]),
+    ],
+)
+def test_the_ranks_run_the_same_command_without_procs(argv, child):
+    assert launch.child_argv(["train", "--model", "vit_tiny_patch16_224", *argv]) == [
+        "train", "--model", "vit_tiny_patch16_224", *child]  # fmt: skip
+
+
+@pytest.fixture
+def fake_mpiexec(monkeypatch):
+    """launch's subprocess.run records its command and environment and returns exit code 3."""
+    started = []
+
+    def fake_run(command, env):
+        started.append((command, env))
+        return subprocess.CompletedProcess(command, 3)
+
+    monkeypatch.setattr(launch, "find_mpiexec", lambda: "/opt/mpi/bin/mpiexec")
+    monkeypatch.setattr(launch, "find_spec", lambda name: object())  # mpi4py is there
+    monkeypatch.setattr(launch.subprocess, "run", fake_run)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "8")
+    return started
+
+
+def test_procs_n_runs_the_command_under_mpiexec_with_one_thread_a_rank(fake_mpiexec, capsys):
+    code, out, err = run(["pretrain", "--data", "digits", "--procs", 4, "--epochs", 1], capsys)
+    assert (code, out, err) == (3, "", "")  # mpiexec's exit code, and nothing else printed
+    [(command, env)] = fake_mpiexec
+    assert command == ["/opt/mpi/bin/mpiexec", "-n", "4", sys.executable, "-m", "scratchvit", "pretrain", "--data",
+                       "digits", "--epochs", "1"]  # fmt: skip
+    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
+    assert env["PATH"] == os.environ["PATH"]  # the rest of the environment is passed on
+
+
+def test_procs_n_returns_128_plus_the_signal_that_ended_mpiexec(fake_mpiexec, monkeypatch):
+    monkeypatch.setattr(launch.subprocess, "run", lambda command, env: subprocess.CompletedProcess(command, -9))
+    assert launch.launch_local(2, ["eval", "--checkpoint", "c.npz"]) == 137
+
+
+def test_procs_n_without_mpi_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setattr(launch, "find_mpiexec", lambda: None)
+    fails_with(["finetune", "--checkpoint", "c.npz", "--procs", 2], capsys,
+               "scratchvit finetune: error: --procs 2 starts the ranks with MPI, but mpiexec",
+               "pip install 'scratchvit[mpi]'")  # fmt: skip

@@ -319,3 +319,18 @@ def test_scratchvit_train_under_mpiexec_trains_as_one_process_and_its_checkpoint
                    "--resume", str(tmp_path / "2" / "checkpoint.npz")])  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     assert [record["epoch"] for record in epochs(tmp_path / "2")] == [0, 1]
+
+
+@needs_mpi
+def test_scratchvit_train_procs_2_starts_two_ranks_and_passes_on_their_exit_code(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (the demo extra)")
+    command = [sys.executable, "-m", "scratchvit", "train", "--model", "vit_tiny_patch16_224", "--data", "digits",
+               "--patch-size", "4", "--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--batch-size", "256",
+               "--epochs", "1", "--no-progress", "--out", str(tmp_path), "--procs", "2"]  # fmt: skip
+    completed = run(command, timeout=60)  # no mpiexec here: --procs starts it
+    assert completed.returncode == 0, completed.stderr
+    assert "on cpu x 2 ranks" in completed.stdout and completed.stdout.count("checkpoint: ") == 1, completed.stdout
+    assert (tmp_path / "checkpoint.npz").is_file()
+    failed = run([*command[:5], "mae_vit_base_patch16", *command[6:]], timeout=60)
+    assert failed.returncode == 2, failed.stderr
+    assert "of 2] scratchvit train: error: mae_vit_base_patch16 is a masked autoencoder" in failed.stderr
