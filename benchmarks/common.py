@@ -39,11 +39,12 @@ def median_seconds(function, repeats: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def run_worker(script: str, python: str, arguments: list, threads: int) -> dict:
-    """Run `python script *arguments` with every BLAS / OpenMP pool at `threads`; parse its last
-    stdout line as JSON, or return {"error": last stderr line}."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads), BENCH_THREADS=str(threads))  # fmt: skip
+def run_worker(script: str, python: str, arguments: list, threads: int, environment: dict | None = None) -> dict:
+    """Run `python script *arguments` with every BLAS / OpenMP pool at `threads` (and `environment`
+    added); parse its last stdout line as JSON, or return {"error": last stderr line}."""
+    env = dict(os.environ, **(environment or {}))
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BENCH_THREADS"):
+        env[variable] = str(threads)
     completed = subprocess.run([python, script, *arguments], env=env, capture_output=True, text=True)
     if completed.returncode != 0:
         lines = completed.stderr.strip().splitlines()

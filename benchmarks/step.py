@@ -10,10 +10,16 @@ above the import baseline" is the peak RSS after the steps minus the RSS once th
 imported. Prints one JSON line per workload. PyTorch and timm (and the official MAE source, for
 mae_* workloads, via --mae-src) come from a separate environment: --torch-python PATH.
 
---rounds R alternates the two workers R times (scratchvit, torch, scratchvit, ...) and reports
+--rounds R alternates the workers R times (scratchvit, torch, scratchvit, ...) and reports
 the median over rounds of each framework's median step and of the round's ratio, with the
 ratios' range: on a shared or throttled virtual machine a step's time can drift by tens of
 percent between one process and the next, and a ratio taken within a round cancels most of it.
+
+scratchvit runs as the `scratchvit` command does: kernels.tune_process() first, the fast tier.
+Two more scratchvit workers can join each round, each with its own ratio to PyTorch:
+    --textbook                the textbook tier (SCRATCHVIT_KERNELS=textbook): every op as ops/ writes it
+    --baseline-checkout DIR   another checkout of scratchvit (e.g. a git worktree of an earlier
+                              commit), run by that checkout's own benchmarks/step.py worker
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ def worker_scratchvit(name: str, steps: int, warmup: int, device: str) -> dict:
     from scratchvit.app.recipes import benchmark
     from scratchvit.models.summary import summarize
 
+    sv.kernels.tune_process()  # as the scratchvit command does
     reset_peak_memory()
     baseline = proc_status_bytes("VmRSS")
     result = benchmark(name, device=device, steps=steps, warmup=warmup)
@@ -104,11 +111,20 @@ def _official_mae(workload, mae_src: str):
     return getattr(models_mae, workload.model)(**workload.kwargs)  # the official builders set eps 1e-6
 
 
-def _worker_result(framework: str, name: str, args) -> dict:
-    python = sys.executable if framework == "scratchvit" else args.torch_python
-    arguments = [name, "--worker", framework, "--steps", str(args.steps), "--warmup", str(args.warmup),
-                 "--device", args.device] + (["--mae-src", args.mae_src] if args.mae_src else [])  # fmt: skip
-    return run_worker(os.path.abspath(__file__), python, arguments, args.threads)
+def _worker_result(variant: str, name: str, args) -> dict:
+    """One worker's result: variant "scratchvit", "textbook", "baseline" or "torch"."""
+    framework = "torch" if variant == "torch" else "scratchvit"
+    python = args.torch_python if framework == "torch" else sys.executable
+    script, environment = os.path.abspath(__file__), {}
+    if variant == "textbook":
+        environment["SCRATCHVIT_KERNELS"] = "textbook"
+    if variant == "baseline":
+        script = os.path.join(os.path.abspath(args.baseline_checkout), "benchmarks", "step.py")
+    arguments = [name, "--worker", framework, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    arguments += ["--device", args.device]
+    if framework == "torch" and args.mae_src:
+        arguments += ["--mae-src", args.mae_src]
+    return run_worker(script, python, arguments, args.threads, environment)
 
 
 def main() -> None:
@@ -122,6 +138,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--torch-python", default=torch_python_default())
     parser.add_argument("--mae-src", default=os.environ.get("MAE_SRC"))
+    parser.add_argument("--textbook", action="store_true", help="also time the textbook tier")
+    parser.add_argument("--baseline-checkout", help="also time the scratchvit of this checkout")
     parser.add_argument("--worker", choices=["scratchvit", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -144,33 +162,34 @@ def _compare(name: str, args) -> dict:
     line = {"workload": name, "device": args.device, "threads": args.threads, "steps": args.steps}
     if args.rounds > 1:
         line["rounds"] = args.rounds
-    ours_runs, peer_runs = [], []
+    variants = ["scratchvit"] + ["textbook"] * args.textbook + ["baseline"] * bool(args.baseline_checkout)
+    variants += ["torch"] if args.peer == "torch" else []
+    runs = {variant: [] for variant in variants}
     for _ in range(args.rounds):
-        ours_runs.append(_worker_result("scratchvit", name, args))
-        if args.peer == "torch":
-            peer_runs.append(_worker_result("torch", name, args))
-    errors = [run["error"] for run in ours_runs if "error" in run]
-    if errors:
-        line["scratchvit_error"] = errors[0]
-        return line
-    ours_s = statistics.median(run["seconds"] for run in ours_runs)
-    flops = 3 * 2 * ours_runs[0]["forward_macs"]  # backward does about twice the forward's products
-    ours_peak = statistics.median(run["peak_bytes"] for run in ours_runs)
-    line.update(scratchvit_s=round(ours_s, 4), scratchvit_gflops=round(flops / ours_s / 1e9, 1),
-                scratchvit_peak_mib=round(ours_peak / 2**20))  # fmt: skip
-    if args.peer != "torch":
-        return line
-    errors = [run["error"] for run in peer_runs if "error" in run]
-    if errors:
-        line["torch_error"] = errors[0]
-        return line
-    peer_peak = statistics.median(run["peak_bytes"] for run in peer_runs)
-    ratios = [ours["seconds"] / peer["seconds"] for ours, peer in zip(ours_runs, peer_runs, strict=True)]
-    line.update(torch_s=round(statistics.median(run["seconds"] for run in peer_runs), 4),
-                torch_peak_mib=round(peer_peak / 2**20), ratio=round(statistics.median(ratios), 3),
-                memory_ratio=round(ours_peak / max(peer_peak, 1), 3))  # fmt: skip
-    if args.rounds > 1:
-        line["ratio_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
+        for variant in variants:
+            runs[variant].append(_worker_result(variant, name, args))
+    for variant, results in runs.items():
+        errors = [run["error"] for run in results if "error" in run]
+        if errors:
+            line[f"{variant}_error"] = errors[0]
+            return line
+    ours = runs["scratchvit"]
+    flops = 3 * 2 * ours[0]["forward_macs"]  # backward does about twice the forward's products
+    for variant, results in runs.items():
+        seconds = statistics.median(run["seconds"] for run in results)
+        line[f"{variant}_s"] = round(seconds, 4)
+        line[f"{variant}_peak_mib"] = round(statistics.median(run["peak_bytes"] for run in results) / 2**20)
+        if variant != "torch":
+            line[f"{variant}_gflops"] = round(flops / seconds / 1e9, 1)
+    for variant, results in runs.items():
+        if variant == "torch" or "torch" not in runs:
+            continue
+        ratios = [run["seconds"] / peer["seconds"] for run, peer in zip(results, runs["torch"], strict=True)]
+        prefix = "" if variant == "scratchvit" else f"{variant}_"
+        line[f"{prefix}ratio"] = round(statistics.median(ratios), 3)
+        line[f"{prefix}memory_ratio"] = round(line[f"{variant}_peak_mib"] / max(line["torch_peak_mib"], 1), 3)
+        if args.rounds > 1:
+            line[f"{prefix}ratio_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
     return line
 
 

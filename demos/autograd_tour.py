@@ -50,8 +50,10 @@ loss.backward()
 c_value, b_value = c.item(), b.item()
 print(f"L = {loss.item():.6f}")
 print(f"dL/da: engine {float(to_numpy(a.grad)):+.5f}   formula 2c*b               = {2 * c_value * b_value:+.5f}")
-print(f"dL/db: engine {float(to_numpy(b.grad)):+.5f}   formula 2c*(a + 1 - tanh²b) = "
-      f"{2 * c_value * (a.item() + 1 - np.tanh(b_value) ** 2):+.5f}")  # fmt: skip
+print(
+    f"dL/db: engine {float(to_numpy(b.grad)):+.5f}   formula 2c*(a + 1 - tanh²b) = "
+    f"{2 * c_value * (a.item() + 1 - np.tanh(b_value) ** 2):+.5f}"
+)
 
 # %% [markdown]
 # ## 2. A small matrix: $L = \sum (X W + b) \odot R$
@@ -85,8 +87,10 @@ print("dL/dW from the engine:\n", to_numpy(W.grad))
 x = sv.tensor(1.5, requires_grad=True, device=device)
 u, v = 3 * x, x**2
 (u * v).backward()
-print(f"dL/dx: engine {float(to_numpy(x.grad)):.6f}   via u: {v.item() * 3:.6f} + via v: {u.item() * 2 * x.item():.6f}"
-      f"   formula 9x² = {9 * x.item() ** 2:.6f}")  # fmt: skip
+print(
+    f"dL/dx: engine {float(to_numpy(x.grad)):.6f}   via u: {v.item() * 3:.6f} + via v: {u.item() * 2 * x.item():.6f}"
+    f"   formula 9x² = {9 * x.item() ** 2:.6f}"
+)
 
 # %% [markdown]
 # ## 4. Finite differences: what `sv.gradcheck` compares with

@@ -60,8 +60,19 @@ print(f"device {device}, quick mode {QUICK}, figures go to {os.path.abspath(OUT)
 
 # %%
 train_set, test_set = load_digits("train", channels=3), load_digits("test", channels=3)
-MAE_DIGITS = dict(img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=4, num_heads=4, decoder_embed_dim=32,
-                  decoder_depth=2, decoder_num_heads=4, mlp_ratio=2.0, norm_eps=1e-6)  # fmt: skip
+MAE_DIGITS = dict(
+    img_size=8,
+    patch_size=2,
+    in_chans=3,
+    embed_dim=64,
+    depth=4,
+    num_heads=4,
+    decoder_embed_dim=32,
+    decoder_depth=2,
+    decoder_num_heads=4,
+    mlp_ratio=2.0,
+    norm_eps=1e-6,
+)
 sv.manual_seed(0)
 mae = MaskedAutoencoderViT(**MAE_DIGITS).to(device)
 print(f"MAE: {mae.num_parameters():,} parameters; train {train_set.images.shape}, test {test_set.images.shape}")
@@ -92,8 +103,9 @@ train_loader = DataLoader(train_set, 128, shuffle=True, seed=0)
 test_loader = DataLoader(test_set, 256)
 optimizer = AdamW(param_groups_weight_decay(mae, weight_decay=0.05), lr=1.5e-3, betas=(0.9, 0.95))
 start = time.perf_counter()
-pretrain_history = fit(mae, train_loader, optimizer, epochs=PRETRAIN_EPOCHS,
-                       loss_fn=masked_autoencoder_loss(MASK_RATIO), progress=False)  # fmt: skip
+pretrain_history = fit(
+    mae, train_loader, optimizer, epochs=PRETRAIN_EPOCHS, loss_fn=masked_autoencoder_loss(MASK_RATIO), progress=False
+)
 pretrain_seconds = time.perf_counter() - start
 for record in pretrain_history[:: max(1, PRETRAIN_EPOCHS // 10)]:
     print(f"epoch {record['epoch'] + 1:4d}  reconstruction loss {record['train_loss']:.4f}")
@@ -141,10 +153,14 @@ def mean_encoder_token(model: MaskedAutoencoderViT, images: np.ndarray) -> np.nd
 def probe_accuracies(model: MaskedAutoencoderViT) -> dict:
     train_features = mean_encoder_token(model, train_set.images)
     test_features = mean_encoder_token(model, test_set.images)
-    probes = {"raw": LogisticRegression(max_iter=5000),
-              "standardised": make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))}  # fmt: skip
-    accuracies = {kind: 100 * probe.fit(train_features, train_set.labels).score(test_features, test_set.labels)
-                  for kind, probe in probes.items()}  # fmt: skip
+    probes = {
+        "raw": LogisticRegression(max_iter=5000),
+        "standardised": make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+    }
+    accuracies = {
+        kind: 100 * probe.fit(train_features, train_set.labels).score(test_features, test_set.labels)
+        for kind, probe in probes.items()
+    }
     return {**accuracies, "spread": float(train_features.std(axis=0).mean())}
 
 
@@ -152,8 +168,10 @@ sv.manual_seed(0)
 random_mae = MaskedAutoencoderViT(**MAE_DIGITS).to(device)  # the pretrained model's starting point
 probe = {"MAE": probe_accuracies(mae), "random init": probe_accuracies(random_mae)}
 for name, accuracies in probe.items():
-    print(f"linear probe, {name:<11}: raw features {accuracies['raw']:.2f}%, "
-          f"standardised {accuracies['standardised']:.2f}% (feature spread {accuracies['spread']:.3f})")  # fmt: skip
+    print(
+        f"linear probe, {name:<11}: raw features {accuracies['raw']:.2f}%, "
+        f"standardised {accuracies['standardised']:.2f}% (feature spread {accuracies['spread']:.3f})"
+    )
 print("(PyTorch reference, raw features: MAE 93.3%, random init 50.6%)")
 
 # %% [markdown]
@@ -174,8 +192,16 @@ def finetune(model: MaskedAutoencoderViT, name: str) -> float:
     steps = FINETUNE_EPOCHS * len(loader)
     optimizer = AdamW(param_groups_layer_decay(vit, weight_decay=0.05, layer_decay=0.75), lr=2e-3)
     schedule = CosineSchedule(base_lr=2e-3, total_steps=steps, warmup_steps=min(3 * len(loader), steps // 2))
-    history = fit(vit, loader, optimizer, epochs=FINETUNE_EPOCHS, eval_loader=test_loader, label_smoothing=0.1,
-                  schedule=schedule, progress=False)  # fmt: skip
+    history = fit(
+        vit,
+        loader,
+        optimizer,
+        epochs=FINETUNE_EPOCHS,
+        eval_loader=test_loader,
+        label_smoothing=0.1,
+        schedule=schedule,
+        progress=False,
+    )
     figures.append(viz.plot_training_curves(history, os.path.join(OUT, f"finetune_{name}.png")))
     return history[-1]["eval_acc1"]
 

@@ -49,12 +49,15 @@ print(f"device {device}, quick mode {QUICK}, figures go to {os.path.abspath(OUT)
 
 # %%
 block = SwinTransformerBlock(dim=8, input_resolution=(8, 8), num_heads=2, window_size=4, shift_size=2)
-print(f"window {block.window_size}, shift {block.shift_size}, attn_mask {block.attn_mask.shape}, "
-      f"relative_position_index {block.attn.relative_position_index.shape}")  # fmt: skip
+print(
+    f"window {block.window_size}, shift {block.shift_size}, attn_mask {block.attn_mask.shape}, "
+    f"relative_position_index {block.attn.relative_position_index.shape}"
+)
 layout = viz.swin_window_layout(block)
 print("window of each token, F.window_partition's order (row of windows, then column):\n", layout["windows"])
-print("token ids after the cyclic shift F.roll(x, (-2, -2)): row 0 now holds row 2 of the image\n",
-      layout["shifted_ids"])  # fmt: skip
+print(
+    "token ids after the cyclic shift F.roll(x, (-2, -2)): row 0 now holds row 2 of the image\n", layout["shifted_ids"]
+)
 
 # %% [markdown]
 # ## 2. Regions and the mask
@@ -97,9 +100,19 @@ print("figure:", os.path.abspath(viz.plot_swin_windows(block, os.path.join(OUT, 
 
 # %%
 sv.manual_seed(0)
-model = sv.create_model("swin_tiny_patch4_window7_224", img_size=8, patch_size=2, in_chans=1, num_classes=10,
-                        embed_dim=64, depths=(2, 2), num_heads=(4, 8), window_size=2, mlp_ratio=2.0,
-                        drop_path_rate=0.0).to(device)  # fmt: skip
+model = sv.create_model(
+    "swin_tiny_patch4_window7_224",
+    img_size=8,
+    patch_size=2,
+    in_chans=1,
+    num_classes=10,
+    embed_dim=64,
+    depths=(2, 2),
+    num_heads=(4, 8),
+    window_size=2,
+    mlp_ratio=2.0,
+    drop_path_rate=0.0,
+).to(device)
 print(summarize(model, (64, 1, 8, 8), device=device).table(max_depth=3))
 
 epochs = 2 if QUICK else 30
@@ -109,10 +122,20 @@ test_loader = DataLoader(test_set, 256)
 optimizer = AdamW(param_groups_weight_decay(model, weight_decay=0.05), lr=2e-3)
 schedule = OneCycleSchedule(max_lr=2e-3, total_steps=epochs * len(train_loader))
 start = time.perf_counter()
-history = fit(model, train_loader, optimizer, epochs=epochs, eval_loader=test_loader, label_smoothing=0.1,
-              schedule=schedule, progress=False)  # fmt: skip
-print(f"Swin test accuracy {history[-1]['eval_acc1']:.2f}% after {epochs} epochs, "
-      f"{time.perf_counter() - start:.1f} s of training")  # fmt: skip
+history = fit(
+    model,
+    train_loader,
+    optimizer,
+    epochs=epochs,
+    eval_loader=test_loader,
+    label_smoothing=0.1,
+    schedule=schedule,
+    progress=False,
+)
+print(
+    f"Swin test accuracy {history[-1]['eval_acc1']:.2f}% after {epochs} epochs, "
+    f"{time.perf_counter() - start:.1f} s of training"
+)
 
 # %% [markdown]
 # ## 5. What it learned

@@ -42,8 +42,10 @@ print(f"device {device}, quick mode {QUICK}, figures go to {os.path.abspath(OUT)
 
 # %%
 train_set, test_set = load_digits("train"), load_digits("test")
-print(f"train images {train_set.images.shape} {train_set.images.dtype}, "
-      f"range [{train_set.images.min()}, {train_set.images.max()}]; test images {test_set.images.shape}")  # fmt: skip
+print(
+    f"train images {train_set.images.shape} {train_set.images.dtype}, "
+    f"range [{train_set.images.min()}, {train_set.images.max()}]; test images {test_set.images.shape}"
+)
 print("images per digit in the training set:", np.bincount(train_set.labels).tolist())
 print("the first training image, a", train_set.labels[0], "\n", (train_set.images[0, 0] * 16).astype(int))
 

@@ -453,5 +453,4 @@ def _shape_args(args: tuple) -> tuple:
 # The operators above call the ops, which import Tensor and Function from this module; so the
 # ops are imported last, once this module has defined everything they need.
 from .ops import elementwise, reduce, shape  # noqa: E402
-
 from .ops.products import matmul as matmul_op  # noqa: E402

@@ -136,7 +136,7 @@ def xp_of(array):
 
 
 def backend_name(array) -> str:
-    """"numpy" or "cupy": the array module that owns `array`, by name (CuPy is not imported)."""
+    """ "numpy" or "cupy": the array module that owns `array`, by name (CuPy is not imported)."""
     return "cupy" if type(array).__module__.startswith("cupy") else "numpy"
 
 

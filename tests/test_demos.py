@@ -35,15 +35,20 @@ def test_demo_runs_in_quick_mode(name, tmp_path):
         pytest.importorskip(module)
     out = tmp_path / "out"
     python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
-    environment = dict(os.environ, SCRATCHVIT_QUICK="1", SCRATCHVIT_OUT=str(out), MPLBACKEND="Agg",
-                       PYTHONPATH=python_path)  # fmt: skip
+    environment = dict(
+        os.environ, SCRATCHVIT_QUICK="1", SCRATCHVIT_OUT=str(out), MPLBACKEND="Agg", PYTHONPATH=python_path
+    )
     # the quick runs multiply small matrices: one BLAS thread is as fast, and on a busy machine
     # OpenBLAS threads that spin against other processes made them 5-10x slower
     environment.setdefault("OPENBLAS_NUM_THREADS", "1")
     completed = subprocess.run(
-        [sys.executable, str(REPOSITORY / "demos" / f"{name}.py")], cwd=tmp_path, env=environment,
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, str(REPOSITORY / "demos" / f"{name}.py")],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, f"{name} failed:\n{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}"
     assert str(out) in completed.stdout  # it says where its figures are
     for figure in figures:

@@ -15,20 +15,32 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 def test_golden_parity_gradchecks_and_demos_on_the_textbook_tier():
     environment = dict(os.environ, SCRATCHVIT_KERNELS="textbook", PYTHONPATH=str(REPOSITORY))
     selection = [
-        "tests/models/test_vit.py", "tests/models/test_mae.py", "tests/models/test_swin.py", "-k", "golden",
+        "tests/models/test_vit.py",
+        "tests/models/test_mae.py",
+        "tests/models/test_swin.py",
+        "-k",
+        "golden",
         "tests/test_demos.py",
-    ]  # fmt: skip
+    ]
     parity_and_demos = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection],
-        cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     summary = parity_and_demos.stdout.strip().splitlines()[-1]
     assert parity_and_demos.returncode == 0, parity_and_demos.stdout[-4000:] + parity_and_demos.stderr[-2000:]
     assert " passed" in summary and "failed" not in summary, summary
     gradchecks = subprocess.run(
         [sys.executable, "-m", "scratchvit", "gradcheck", "--kernels", "textbook"],
-        cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = gradchecks.stdout.strip().splitlines()
     assert gradchecks.returncode == 0 and lines[0] == "tier: textbook", gradchecks.stdout[-4000:] + gradchecks.stderr
     assert lines[-1].endswith(" passed, 0 failed")

@@ -37,8 +37,9 @@ def main() -> None:
 
     total_steps = args.epochs * -(-len(train) // 64)
     reference_optimizer = torch.optim.AdamW(timm.optim.param_groups_weight_decay(reference, 0.05), lr=2e-3)
-    reference_schedule = torch.optim.lr_scheduler.OneCycleLR(reference_optimizer, max_lr=2e-3, total_steps=total_steps,
-                                                             cycle_momentum=False)  # fmt: skip
+    reference_schedule = torch.optim.lr_scheduler.OneCycleLR(
+        reference_optimizer, max_lr=2e-3, total_steps=total_steps, cycle_momentum=False
+    )
     our_optimizer = AdamW(param_groups_weight_decay(ours, 0.05), lr=2e-3)
     our_schedule = OneCycleSchedule(max_lr=2e-3, total_steps=total_steps)
 
@@ -48,9 +49,10 @@ def main() -> None:
         order = generator.permutation(len(train))
         losses = [0.0, 0.0]
         for first in range(0, len(train), 64):
-            images, labels = train.images[order[first:first + 64]], train.labels[order[first:first + 64]]
-            loss = torch.nn.functional.cross_entropy(reference(torch.from_numpy(images)), torch.from_numpy(labels),
-                                                     label_smoothing=0.1)  # fmt: skip
+            images, labels = train.images[order[first : first + 64]], train.labels[order[first : first + 64]]
+            loss = torch.nn.functional.cross_entropy(
+                reference(torch.from_numpy(images)), torch.from_numpy(labels), label_smoothing=0.1
+            )
             reference_optimizer.zero_grad()
             loss.backward()
             reference_optimizer.step()
@@ -71,8 +73,10 @@ def main() -> None:
         reference.train()
         ours.train()
         batches = -(-len(train) // 64)
-        print(f"{epoch:5d}  {losses[0] / batches:10.4f}  {losses[1] / batches:15.4f}  "
-              f"{100 * reference_accuracy:8.2f}%  {100 * our_accuracy:13.2f}%")  # fmt: skip
+        print(
+            f"{epoch:5d}  {losses[0] / batches:10.4f}  {losses[1] / batches:15.4f}  "
+            f"{100 * reference_accuracy:8.2f}%  {100 * our_accuracy:13.2f}%"
+        )
 
 
 if __name__ == "__main__":

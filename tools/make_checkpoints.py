@@ -137,14 +137,24 @@ class Writer:
         self.references[f"input/{tag}"] = to_np(images)
         return images, f"input/{tag}"
 
-    def case(self, name: str, file: str, model_name: str, kwargs: dict, input_key: str, output, note: str,
-             **extra_arrays) -> None:  # fmt: skip
+    def case(
+        self, name: str, file: str, model_name: str, kwargs: dict, input_key: str, output, note: str, **extra_arrays
+    ) -> None:
         self.references[f"{name}/output"] = to_np(output)
         for key, value in extra_arrays.items():
             self.references[f"{name}/{key}"] = value if isinstance(value, np.ndarray) else to_np(value)
         kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
-        self.cases.append(dict(name=name, file=file, model_name=model_name, kwargs=kwargs, input=input_key,
-                               note=note, extra=sorted(extra_arrays)))  # fmt: skip
+        self.cases.append(
+            dict(
+                name=name,
+                file=file,
+                model_name=model_name,
+                kwargs=kwargs,
+                input=input_key,
+                note=note,
+                extra=sorted(extra_arrays),
+            )
+        )
 
 
 # ---- models ------------------------------------------------------------------------------------
@@ -240,13 +250,17 @@ def to_jax_npz(model, big_vision: bool) -> dict:
         b = f"blocks.{i}."
         qkv_w, qkv_b = state[b + "attn.qkv.weight"], state[b + "attn.qkv.bias"]
         block = {
-            "LayerNorm_0/scale": state[b + "norm1.weight"], "LayerNorm_0/bias": state[b + "norm1.bias"],
-            f"{ln2}/scale": state[b + "norm2.weight"], f"{ln2}/bias": state[b + "norm2.bias"],
+            "LayerNorm_0/scale": state[b + "norm1.weight"],
+            "LayerNorm_0/bias": state[b + "norm1.bias"],
+            f"{ln2}/scale": state[b + "norm2.weight"],
+            f"{ln2}/bias": state[b + "norm2.bias"],
             f"{mha}/out/kernel": state[b + "attn.proj.weight"].T.reshape(heads, head_dim, dim),
             f"{mha}/out/bias": state[b + "attn.proj.bias"],
-            f"{mlp}/Dense_0/kernel": state[b + "mlp.fc1.weight"].T, f"{mlp}/Dense_0/bias": state[b + "mlp.fc1.bias"],
-            f"{mlp}/Dense_1/kernel": state[b + "mlp.fc2.weight"].T, f"{mlp}/Dense_1/bias": state[b + "mlp.fc2.bias"],
-        }  # fmt: skip
+            f"{mlp}/Dense_0/kernel": state[b + "mlp.fc1.weight"].T,
+            f"{mlp}/Dense_0/bias": state[b + "mlp.fc1.bias"],
+            f"{mlp}/Dense_1/kernel": state[b + "mlp.fc2.weight"].T,
+            f"{mlp}/Dense_1/bias": state[b + "mlp.fc2.bias"],
+        }
         for j, part in enumerate(("query", "key", "value")):
             block[f"{mha}/{part}/kernel"] = qkv_w[j * dim : (j + 1) * dim].T.reshape(dim, heads, head_dim)
             block[f"{mha}/{part}/bias"] = qkv_b[j * dim : (j + 1) * dim].reshape(heads, head_dim)
@@ -338,48 +352,112 @@ def vit_cases(w: Writer, torch, timm) -> None:
     state = model.state_dict()
     note = "timm VisionTransformer"
 
-    w.case("vit_safetensors", w.safetensors_save("vit.safetensors", state), VIT_NAME, VIT_KWARGS, input_key, output,
-           note + ", safetensors.torch.save_file")  # fmt: skip
-    w.case("vit_pth", w.torch_save("vit.pth", state), VIT_NAME, VIT_KWARGS, input_key, output,
-           note + ", torch.save(state_dict)")  # fmt: skip
+    w.case(
+        "vit_safetensors",
+        w.safetensors_save("vit.safetensors", state),
+        VIT_NAME,
+        VIT_KWARGS,
+        input_key,
+        output,
+        note + ", safetensors.torch.save_file",
+    )
+    w.case(
+        "vit_pth",
+        w.torch_save("vit.pth", state),
+        VIT_NAME,
+        VIT_KWARGS,
+        input_key,
+        output,
+        note + ", torch.save(state_dict)",
+    )
     ema = {"pos_embed": state["pos_embed"] + 1.0}  # a stand-in for the EMA weights, which must NOT be loaded
-    w.case("vit_pth_train_checkpoint",
-           w.torch_save("vit_train_checkpoint.pth", {"epoch": 3, "arch": VIT_NAME, "state_dict": state,
-                                                      "state_dict_ema": ema, "metric": 0.5}),
-           VIT_NAME, VIT_KWARGS, input_key, output, note + ", {'state_dict': ..., 'state_dict_ema': ...}")  # fmt: skip
-    w.case("vit_pth_views", w.torch_save("vit_views.pth", strided_views(torch, state)), VIT_NAME, VIT_KWARGS,
-           input_key, output, note + ", 2-D weights as transposed offset views; cls/pos sharing a storage")  # fmt: skip
+    w.case(
+        "vit_pth_train_checkpoint",
+        w.torch_save(
+            "vit_train_checkpoint.pth",
+            {"epoch": 3, "arch": VIT_NAME, "state_dict": state, "state_dict_ema": ema, "metric": 0.5},
+        ),
+        VIT_NAME,
+        VIT_KWARGS,
+        input_key,
+        output,
+        note + ", {'state_dict': ..., 'state_dict_ema': ...}",
+    )
+    w.case(
+        "vit_pth_views",
+        w.torch_save("vit_views.pth", strided_views(torch, state)),
+        VIT_NAME,
+        VIT_KWARGS,
+        input_key,
+        output,
+        note + ", 2-D weights as transposed offset views; cls/pos sharing a storage",
+    )
     for dtype, tag in ((torch.float16, "float16"), (torch.bfloat16, "bfloat16")):
         low = rounded(torch, model, dtype)
         low_output = forward(torch, low, images)
         low_state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         rounded_note = "reference: the model with its weights rounded the same way"
-        w.case(f"vit_pth_{tag}", w.torch_save(f"vit_{tag}.pth", {"model": low_state}), VIT_NAME, VIT_KWARGS,
-               input_key, low_output, f"{note}, {tag} tensors in {{'model': ...}}; {rounded_note}")  # fmt: skip
-        w.case(f"vit_safetensors_{tag}", w.safetensors_save(f"vit_{tag}.safetensors", low_state), VIT_NAME,
-               VIT_KWARGS, input_key, low_output, f"{note}, {tag} safetensors; {rounded_note}")  # fmt: skip
+        w.case(
+            f"vit_pth_{tag}",
+            w.torch_save(f"vit_{tag}.pth", {"model": low_state}),
+            VIT_NAME,
+            VIT_KWARGS,
+            input_key,
+            low_output,
+            f"{note}, {tag} tensors in {{'model': ...}}; {rounded_note}",
+        )
+        w.case(
+            f"vit_safetensors_{tag}",
+            w.safetensors_save(f"vit_{tag}.safetensors", low_state),
+            VIT_NAME,
+            VIT_KWARGS,
+            input_key,
+            low_output,
+            f"{note}, {tag} safetensors; {rounded_note}",
+        )
 
     # resampled position embeddings: timm's checkpoint_filter_fn (bicubic, antialias) then a strict load
     for size in (48, 24):
         kwargs = dict(VIT_KWARGS, img_size=size)
         resampled = timm_load(torch, timm, VIT_NAME, kwargs, state, checkpoint_filter_fn)
         images_k, key_k = w.image(str(size), size, size)
-        w.case(f"vit_pth_resample_{size}", "vit.pth", VIT_NAME, kwargs, key_k, forward(torch, resampled, images_k),
-               f"4x4 position grid resampled to {size // 8}x{size // 8} by timm's checkpoint_filter_fn",
-               pos_embed=resampled.pos_embed)  # fmt: skip
+        w.case(
+            f"vit_pth_resample_{size}",
+            "vit.pth",
+            VIT_NAME,
+            kwargs,
+            key_k,
+            forward(torch, resampled, images_k),
+            f"4x4 position grid resampled to {size // 8}x{size // 8} by timm's checkpoint_filter_fn",
+            pos_embed=resampled.pos_embed,
+        )
 
     # JAX .npz: the original ViT / AugReg layout (with pre_logits), read back by timm's _load_weights
     name = w.npz_save("vit_augreg.npz", to_jax_npz(model, big_vision=False))
     loaded = timm_load_npz(torch, timm, VIT_KWARGS, w.out / name)
     assert max_rel_diff(to_np(forward(torch, loaded, images)), to_np(output)) < 1e-6
-    w.case("vit_augreg_npz", name, VIT_NAME, VIT_KWARGS, input_key, forward(torch, loaded, images),
-           "original ViT / AugReg .npz layout, pre_logits dropped")  # fmt: skip
+    w.case(
+        "vit_augreg_npz",
+        name,
+        VIT_NAME,
+        VIT_KWARGS,
+        input_key,
+        forward(torch, loaded, images),
+        "original ViT / AugReg .npz layout, pre_logits dropped",
+    )
     kwargs = dict(VIT_KWARGS, img_size=48)
     loaded = timm_load_npz(torch, timm, kwargs, w.out / name)
     images_48 = torch.from_numpy(w.references["input/48"])
-    w.case("vit_augreg_npz_resample_48", name, VIT_NAME, kwargs, "input/48", forward(torch, loaded, images_48),
-           "AugReg .npz into a 6x6 grid: timm's _load_weights resamples bilinear, no antialias",
-           pos_embed=loaded.pos_embed)  # fmt: skip
+    w.case(
+        "vit_augreg_npz_resample_48",
+        name,
+        VIT_NAME,
+        kwargs,
+        "input/48",
+        forward(torch, loaded, images_48),
+        "AugReg .npz into a 6x6 grid: timm's _load_weights resamples bilinear, no antialias",
+        pos_embed=loaded.pos_embed,
+    )
 
     # big_vision: the position embedding covers the patches only (no_embed_class), scanned blocks
     bv_kwargs = dict(VIT_KWARGS, no_embed_class=True)
@@ -387,26 +465,56 @@ def vit_cases(w: Writer, torch, timm) -> None:
     name = w.npz_save("vit_big_vision.npz", to_jax_npz(bv_model, big_vision=True))
     loaded = timm_load_npz(torch, timm, bv_kwargs, w.out / name)
     assert max_rel_diff(to_np(forward(torch, loaded, images)), to_np(forward(torch, bv_model, images))) < 1e-6
-    w.case("vit_big_vision_npz", name, VIT_NAME, bv_kwargs, input_key, forward(torch, loaded, images),
-           "big_vision .npz: params/ prefix, pos_embedding without the class token, scanned blocks")  # fmt: skip
+    w.case(
+        "vit_big_vision_npz",
+        name,
+        VIT_NAME,
+        bv_kwargs,
+        input_key,
+        forward(torch, loaded, images),
+        "big_vision .npz: params/ prefix, pos_embedding without the class token, scanned blocks",
+    )
     kwargs = dict(bv_kwargs, img_size=24)
     loaded = timm_load_npz(torch, timm, kwargs, w.out / name)
     images_24 = torch.from_numpy(w.references["input/24"])
-    w.case("vit_big_vision_npz_resample_24", name, VIT_NAME, kwargs, "input/24", forward(torch, loaded, images_24),
-           "big_vision .npz into a 3x3 grid (bilinear, no antialias, no prefix token)",
-           pos_embed=loaded.pos_embed)  # fmt: skip
+    w.case(
+        "vit_big_vision_npz_resample_24",
+        name,
+        VIT_NAME,
+        kwargs,
+        "input/24",
+        forward(torch, loaded, images_24),
+        "big_vision .npz into a 3x3 grid (bilinear, no antialias, no prefix token)",
+        pos_embed=loaded.pos_embed,
+    )
 
 
 def mae_cases(w: Writer, torch, timm, models_mae) -> None:
     # the fine-tuned classifier of the official recipe (global_pool=True): timm keys with fc_norm, no norm
-    kwargs = dict(img_size=32, patch_size=8, in_chans=3, num_classes=10, embed_dim=32, depth=2, num_heads=2,
-                  mlp_ratio=2.0, qkv_bias=True)  # fmt: skip
+    kwargs = dict(
+        img_size=32,
+        patch_size=8,
+        in_chans=3,
+        num_classes=10,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=2.0,
+        qkv_bias=True,
+    )
     finetuned = mae_finetuned_vit(timm, torch, **kwargs)
     images, input_key = w.image("32", 32, 32)
     name = w.torch_save("mae_finetuned_vit.pth", {"model": finetuned.state_dict()})
     ours = dict(kwargs, global_pool="avg")
-    w.case("mae_finetuned_vit", name, VIT_NAME, ours, input_key, forward(torch, finetuned, images),
-           "official MAE fine-tuned ViT (models_vit, global_pool=True) in {'model': ...}")  # fmt: skip
+    w.case(
+        "mae_finetuned_vit",
+        name,
+        VIT_NAME,
+        ours,
+        input_key,
+        forward(torch, finetuned, images),
+        "official MAE fine-tuned ViT (models_vit, global_pool=True) in {'model': ...}",
+    )
 
     # the pre-trained MAE, {'model': ...} as the released mae_pretrain_vit_*.pth
     torch.manual_seed(MODEL_SEED)
@@ -421,18 +529,37 @@ def mae_cases(w: Writer, torch, timm, models_mae) -> None:
         loss, pred, mask = mae(images16, mask_ratio=mask_ratio)
     assert calls[0] == 1
     name = w.torch_save("mae_pretrain.pth", {"model": mae.state_dict()})
-    w.case("mae_pretrain", name, MAE_NAME, MAE_KWARGS, key16, pred, "official MaskedAutoencoderViT in {'model': ...}",
-           noise=to_np(noise), loss=loss, mask=mask, mask_ratio=np.array(mask_ratio, np.float32))  # fmt: skip
+    w.case(
+        "mae_pretrain",
+        name,
+        MAE_NAME,
+        MAE_KWARGS,
+        key16,
+        pred,
+        "official MaskedAutoencoderViT in {'model': ...}",
+        noise=to_np(noise),
+        loss=loss,
+        mask=mask,
+        mask_ratio=np.array(mask_ratio, np.float32),
+    )
 
     # its encoder as a headless ViT (decoder and mask token dropped): timm's ViT with those weights
-    vit_kwargs = dict(img_size=16, patch_size=4, in_chans=3, num_classes=0, embed_dim=32, depth=2, num_heads=2,
-                      mlp_ratio=2.0)  # fmt: skip
+    vit_kwargs = dict(
+        img_size=16, patch_size=4, in_chans=3, num_classes=0, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0
+    )
     torch.manual_seed(MODEL_SEED)
     vit = timm.create_model(VIT_NAME, pretrained=False, **vit_kwargs).eval()
     encoder = {k: v for k, v in mae.state_dict().items() if not k.startswith(("decoder_", "mask_token"))}
     vit.load_state_dict(encoder, strict=True)
-    w.case("mae_pretrain_as_vit", name, VIT_NAME, vit_kwargs, key16, forward(torch, vit, images16),
-           "the MAE encoder into a ViT with num_classes=0: the class token after the encoder's norm")  # fmt: skip
+    w.case(
+        "mae_pretrain_as_vit",
+        name,
+        VIT_NAME,
+        vit_kwargs,
+        key16,
+        forward(torch, vit, images16),
+        "the MAE encoder into a ViT with num_classes=0: the class token after the encoder's norm",
+    )
 
 
 def swin_cases(w: Writer, torch, timm) -> None:
@@ -465,8 +592,16 @@ def swin_cases(w: Writer, torch, timm) -> None:
         kwargs = dict(SWIN_KWARGS, window_size=window)
         loaded = timm_load(torch, timm, SWIN_NAME, kwargs, state, checkpoint_filter_fn)
         table = loaded.layers[0].blocks[0].attn.relative_position_bias_table
-        w.case(f"swin_window_{window}", source, SWIN_NAME, kwargs, input_key, forward(torch, loaded, images),
-               f"window 4 -> {window}: bias tables resized by timm's checkpoint_filter_fn", table=table)  # fmt: skip
+        w.case(
+            f"swin_window_{window}",
+            source,
+            SWIN_NAME,
+            kwargs,
+            input_key,
+            forward(torch, loaded, images),
+            f"window 4 -> {window}: bias tables resized by timm's checkpoint_filter_fn",
+            table=table,
+        )
 
 
 def bad_files(w: Writer, torch) -> None:
@@ -500,12 +635,13 @@ def main(argv=None) -> int:
 
     write_npz(writer.path("references.npz"), writer.references)
     manifest = dict(
-        versions=versions(torch, timm, mae_commit), batch=BATCH,
+        versions=versions(torch, timm, mae_commit),
+        batch=BATCH,
         seeds=dict(model=MODEL_SEED, params=PARAM_SEED, data=DATA_SEED),
         param_init="make_golden.overwrite_params_ (tests/golden/README.md)",
         references="references.npz: input/<tag> (B, 3, H, W); <case>/output; <case>/<extra> as listed",
         cases=writer.cases,
-    )  # fmt: skip
+    )
     write_json(writer.path("cases.json"), manifest)
     total = 0
     for path in writer.files:

@@ -13,6 +13,7 @@ are overwritten with documented random values (so that every parameter, includin
 biases, tokens and relative-position tables, visibly matters), it is put in eval() mode, run on a
 fixed random input, and then `(output * upstream).sum()` (MAE: the scalar loss) is back-propagated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ from golden.numpy_reference import resample_matrix, verify  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK   # mkstemp makes 0600 files; give the usual mode back
+FILE_MODE = 0o666 & ~_UMASK  # mkstemp makes 0600 files; give the usual mode back
 DEFAULT_OUT = REPO_ROOT / "tests" / "golden"
 
 # Model names whose real-size parameter counts go to param_counts.json.
@@ -67,81 +68,193 @@ KEY_LAYOUT_MODELS = [
 ]
 
 BATCH = 2
-MODEL_SEED = 0          # torch.manual_seed before building each model (timm/official init)
-PARAM_SEED = 1          # generator that overwrites the trainable parameters
-DATA_SEED = 2           # generator for input, upstream and MAE noise
+MODEL_SEED = 0  # torch.manual_seed before building each model (timm/official init)
+PARAM_SEED = 1  # generator that overwrites the trainable parameters
+DATA_SEED = 2  # generator for input, upstream and MAE noise
 
 
 # ----------------------------------------------------------------------------------------------
 # the small configs
 # ----------------------------------------------------------------------------------------------
 
+
 def vit_configs() -> list[dict[str, Any]]:
     small = dict(
-        img_size=32, patch_size=8, in_chans=3, num_classes=10, global_pool="token",
-        embed_dim=48, depth=2, num_heads=3, mlp_ratio=2.0, qkv_bias=True, class_token=True,
-        drop_rate=0.0, pos_drop_rate=0.0, proj_drop_rate=0.0, attn_drop_rate=0.0,
+        img_size=32,
+        patch_size=8,
+        in_chans=3,
+        num_classes=10,
+        global_pool="token",
+        embed_dim=48,
+        depth=2,
+        num_heads=3,
+        mlp_ratio=2.0,
+        qkv_bias=True,
+        class_token=True,
+        drop_rate=0.0,
+        pos_drop_rate=0.0,
+        proj_drop_rate=0.0,
+        attn_drop_rate=0.0,
         drop_path_rate=0.0,
     )
     return [
-        dict(name="vit_small_like", family="vit", model_name="vit_small_patch16_224",
-             kwargs=dict(small), input_hw=(32, 32)),
-        dict(name="vit_avgpool_nonsquare", family="vit", model_name="vit_tiny_patch16_224",
-             kwargs=dict(
-                 img_size=[24, 40], patch_size=8, in_chans=3, num_classes=5, global_pool="avg",
-                 embed_dim=32, depth=2, num_heads=2, mlp_ratio=4.0, qkv_bias=False,
-                 class_token=False, drop_rate=0.0, pos_drop_rate=0.0, proj_drop_rate=0.0,
-                 attn_drop_rate=0.0, drop_path_rate=0.0),
-             input_hw=(24, 40)),
+        dict(
+            name="vit_small_like",
+            family="vit",
+            model_name="vit_small_patch16_224",
+            kwargs=dict(small),
+            input_hw=(32, 32),
+        ),
+        dict(
+            name="vit_avgpool_nonsquare",
+            family="vit",
+            model_name="vit_tiny_patch16_224",
+            kwargs=dict(
+                img_size=[24, 40],
+                patch_size=8,
+                in_chans=3,
+                num_classes=5,
+                global_pool="avg",
+                embed_dim=32,
+                depth=2,
+                num_heads=2,
+                mlp_ratio=4.0,
+                qkv_bias=False,
+                class_token=False,
+                drop_rate=0.0,
+                pos_drop_rate=0.0,
+                proj_drop_rate=0.0,
+                attn_drop_rate=0.0,
+                drop_path_rate=0.0,
+            ),
+            input_hw=(24, 40),
+        ),
         # built for 32x32 (4x4 grid), run at 40x48 (5x6 grid): pos_embed upsampled in forward
-        dict(name="vit_dynamic", family="vit", model_name="vit_small_patch16_224",
-             kwargs=dict(small, dynamic_img_size=True), input_hw=(40, 48)),
+        dict(
+            name="vit_dynamic",
+            family="vit",
+            model_name="vit_small_patch16_224",
+            kwargs=dict(small, dynamic_img_size=True),
+            input_hw=(40, 48),
+        ),
         # built for 32x32 (4x4 grid), run at 24x16 (3x2 grid): pos_embed DOWNsampled, where the
         # antialias flag changes the weights
-        dict(name="vit_dynamic_down", family="vit", model_name="vit_small_patch16_224",
-             kwargs=dict(small, dynamic_img_size=True), input_hw=(24, 16)),
+        dict(
+            name="vit_dynamic_down",
+            family="vit",
+            model_name="vit_small_patch16_224",
+            kwargs=dict(small, dynamic_img_size=True),
+            input_hw=(24, 16),
+        ),
     ]
 
 
 def swin_configs() -> list[dict[str, Any]]:
-    common = dict(in_chans=3, mlp_ratio=2.0, qkv_bias=True, global_pool="avg", drop_rate=0.0,
-                  proj_drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0)
+    common = dict(
+        in_chans=3,
+        mlp_ratio=2.0,
+        qkv_bias=True,
+        global_pool="avg",
+        drop_rate=0.0,
+        proj_drop_rate=0.0,
+        attn_drop_rate=0.0,
+        drop_path_rate=0.0,
+    )
     return [
         # stage 1 at 16x16 (window 4, odd blocks shift by 2), stage 2 at 8x8 (shift kept)
-        dict(name="swin_shift", family="swin", model_name="swin_tiny_patch4_window7_224",
-             kwargs=dict(common, img_size=32, patch_size=2, num_classes=10, window_size=4,
-                         embed_dim=24, depths=[2, 2], num_heads=[2, 4]),
-             input_hw=(32, 32)),
+        dict(
+            name="swin_shift",
+            family="swin",
+            model_name="swin_tiny_patch4_window7_224",
+            kwargs=dict(
+                common,
+                img_size=32,
+                patch_size=2,
+                num_classes=10,
+                window_size=4,
+                embed_dim=24,
+                depths=[2, 2],
+                num_heads=[2, 4],
+            ),
+            input_hw=(32, 32),
+        ),
         # 8x8 (window 4, shift 2) -> 4x4 (window 4 == res: shift disabled) -> 2x2 (window clipped
         # to 2, shift disabled)
-        dict(name="swin_clipped", family="swin", model_name="swin_tiny_patch4_window7_224",
-             kwargs=dict(common, img_size=32, patch_size=4, num_classes=10, window_size=4,
-                         embed_dim=16, depths=[2, 2, 2], num_heads=[1, 2, 4]),
-             input_hw=(32, 32)),
+        dict(
+            name="swin_clipped",
+            family="swin",
+            model_name="swin_tiny_patch4_window7_224",
+            kwargs=dict(
+                common,
+                img_size=32,
+                patch_size=4,
+                num_classes=10,
+                window_size=4,
+                embed_dim=16,
+                depths=[2, 2, 2],
+                num_heads=[1, 2, 4],
+            ),
+            input_hw=(32, 32),
+        ),
         # 8x12 (window 4x4, shift 2x2) -> 4x6 (window 4x4, shift (0, 2), W padded 6 -> 8)
         # -> 2x3 (window clipped per axis to 2x3, no shift)
-        dict(name="swin_nonsquare", family="swin", model_name="swin_tiny_patch4_window7_224",
-             kwargs=dict(common, img_size=[32, 48], patch_size=4, num_classes=7, window_size=4,
-                         embed_dim=16, depths=[2, 2, 2], num_heads=[1, 2, 4]),
-             input_hw=(32, 48)),
+        dict(
+            name="swin_nonsquare",
+            family="swin",
+            model_name="swin_tiny_patch4_window7_224",
+            kwargs=dict(
+                common,
+                img_size=[32, 48],
+                patch_size=4,
+                num_classes=7,
+                window_size=4,
+                embed_dim=16,
+                depths=[2, 2, 2],
+                num_heads=[1, 2, 4],
+            ),
+            input_hw=(32, 48),
+        ),
     ]
 
 
 def mae_configs() -> list[dict[str, Any]]:
-    base = dict(img_size=32, patch_size=4, in_chans=3, embed_dim=48, depth=2, num_heads=3,
-                decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, mlp_ratio=2.0,
-                norm_pix_loss=False)
+    base = dict(
+        img_size=32,
+        patch_size=4,
+        in_chans=3,
+        embed_dim=48,
+        depth=2,
+        num_heads=3,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=2,
+        mlp_ratio=2.0,
+        norm_pix_loss=False,
+    )
     return [
-        dict(name="mae_tiny", family="mae", model_name="mae_vit_base_patch16_dec512d8b",
-             kwargs=dict(base), input_hw=(32, 32), mask_ratio=0.75),
-        dict(name="mae_tiny_normpix", family="mae", model_name="mae_vit_base_patch16_dec512d8b",
-             kwargs=dict(base, norm_pix_loss=True), input_hw=(32, 32), mask_ratio=0.75),
+        dict(
+            name="mae_tiny",
+            family="mae",
+            model_name="mae_vit_base_patch16_dec512d8b",
+            kwargs=dict(base),
+            input_hw=(32, 32),
+            mask_ratio=0.75,
+        ),
+        dict(
+            name="mae_tiny_normpix",
+            family="mae",
+            model_name="mae_vit_base_patch16_dec512d8b",
+            kwargs=dict(base, norm_pix_loss=True),
+            input_hw=(32, 32),
+            mask_ratio=0.75,
+        ),
     ]
 
 
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
+
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz deterministically (fixed zip timestamps, sorted order) and atomically."""
@@ -155,8 +268,9 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
                     if arr.dtype == object:
                         raise TypeError(f"{path.name}:{key} has dtype object")
                     buf = io.BytesIO()
-                    np.lib.format.write_array(buf, arr if arr.flags.c_contiguous else arr.copy(order="C"),
-                                            allow_pickle=False)
+                    np.lib.format.write_array(
+                        buf, arr if arr.flags.c_contiguous else arr.copy(order="C"), allow_pickle=False
+                    )
                     info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
                     info.compress_type = zipfile.ZIP_DEFLATED
                     info.external_attr = 0o644 << 16
@@ -206,8 +320,7 @@ def torch_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def versions(torch, timm, mae_commit: str | None) -> dict[str, Any]:
-    v = dict(torch=torch.__version__, timm=timm.__version__, numpy=np.__version__,
-             python=sys.version.split()[0])
+    v = dict(torch=torch.__version__, timm=timm.__version__, numpy=np.__version__, python=sys.version.split()[0])
     if mae_commit:
         v["mae_commit"] = mae_commit
     return v
@@ -235,8 +348,7 @@ def overwrite_params_(model, gen, torch) -> dict[str, str]:
                 continue
             leaf = name.rsplit(".", 1)[-1]
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
-            if leaf in ("cls_token", "mask_token", "reg_token", "pos_embed",
-                        "relative_position_bias_table"):
+            if leaf in ("cls_token", "mask_token", "reg_token", "pos_embed", "relative_position_bias_table"):
                 p.copy_(0.5 * noise)
                 rule[name] = "N(0,0.25)"
             elif p.ndim >= 2:
@@ -276,8 +388,7 @@ def compare_float64(model32, run: Callable, inputs32: dict[str, Any], torch) -> 
     m64 = copy.deepcopy(model32).double()
     for p in m64.parameters():
         p.grad = None
-    inputs64 = {k: (v.double() if torch.is_tensor(v) and v.is_floating_point() else v)
-                for k, v in inputs32.items()}
+    inputs64 = {k: (v.double() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in inputs32.items()}
     outs32 = run(model32, inputs32, backward=False)
     outs64 = run(m64, inputs64, backward=True)
     report = {}
@@ -296,6 +407,7 @@ def compare_float64(model32, run: Callable, inputs32: dict[str, Any], torch) -> 
 # ----------------------------------------------------------------------------------------------
 # MAE loading and fixed noise
 # ----------------------------------------------------------------------------------------------
+
 
 def import_mae(mae_src: Path, torch):
     """Import the official models_mae from `mae_src`, made runnable on NumPy >= 1.24 / timm 1.x."""
@@ -318,8 +430,12 @@ def import_mae(mae_src: Path, torch):
     models_mae.Block = Block
     commit = None
     try:
-        commit = subprocess.run(["git", "-C", str(mae_src), "rev-parse", "HEAD"], check=True,
-                                capture_output=True, text=True).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(mae_src), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+            ).stdout.strip()
+            or None
+        )
     except Exception:
         pass
     if commit is None and (mae_src / "COMMIT").is_file():
@@ -329,10 +445,10 @@ def import_mae(mae_src: Path, torch):
 
 def build_mae(models_mae, kwargs: dict[str, Any], torch):
     from functools import partial
+
     # the official named constructors (mae_vit_*_dec512d8b) all pass LayerNorm(eps=1e-6); the bare
     # class default is nn.LayerNorm (eps=1e-5). The fixtures follow the named constructors.
-    return models_mae.MaskedAutoencoderViT(
-        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), **torch_kwargs(kwargs))
+    return models_mae.MaskedAutoencoderViT(norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), **torch_kwargs(kwargs))
 
 
 @contextlib.contextmanager
@@ -347,8 +463,7 @@ def fixed_rand(noise, torch) -> Iterator[list[int]]:
         if tuple(shape) != tuple(noise.shape) or kw.get("generator") is not None:
             raise RuntimeError(f"unexpected torch.rand call {shape} {kw}")
         calls[0] += 1
-        return noise.clone().to(device=kw.get("device") or noise.device,
-                                dtype=kw.get("dtype") or noise.dtype)
+        return noise.clone().to(device=kw.get("device") or noise.device, dtype=kw.get("dtype") or noise.dtype)
 
     torch.rand = rand
     try:
@@ -361,6 +476,7 @@ def fixed_rand(noise, torch) -> Iterator[list[int]]:
 # fixtures
 # ----------------------------------------------------------------------------------------------
 
+
 def make_classifier_fixture(cfg: dict[str, Any], torch, timm, out_dir: Path, meta: dict[str, Any]) -> Path:
     from timm.layers import resample_abs_pos_embed
 
@@ -369,8 +485,9 @@ def make_classifier_fixture(cfg: dict[str, Any], torch, timm, out_dir: Path, met
     model = timm.create_model(cfg["model_name"], pretrained=False, **kwargs)
     # the registry entry with every keyword given builds the same thing as the class itself
     direct = type(model)(**kwargs)
-    assert [(k, v.shape) for k, v in model.state_dict().items()] == \
-           [(k, v.shape) for k, v in direct.state_dict().items()]
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [
+        (k, v.shape) for k, v in direct.state_dict().items()
+    ]
     del direct
     model = model.float()
     init_rule = overwrite_params_(model, torch.Generator().manual_seed(PARAM_SEED), torch)
@@ -398,34 +515,55 @@ def make_classifier_fixture(cfg: dict[str, Any], torch, timm, out_dir: Path, met
         assert torch.equal(model(x), res["output"])
 
     arrays = state_and_grads(model)
-    arrays.update(input=to_np(x), upstream=to_np(upstream), output=to_np(res["output"]),
-                  features=to_np(res["features"]), pre_logits=to_np(res["pre_logits"]),
-                  grad_input=to_np(res["grad_input"]))
+    arrays.update(
+        input=to_np(x),
+        upstream=to_np(upstream),
+        output=to_np(res["output"]),
+        features=to_np(res["features"]),
+        pre_logits=to_np(res["pre_logits"]),
+        grad_input=to_np(res["grad_input"]),
+    )
 
     extra = {}
     if cfg["family"] == "vit" and kwargs.get("dynamic_img_size"):
         grid = model.patch_embed.dynamic_feat_size((H, W))
         resampled = resample_abs_pos_embed(
-            model.pos_embed, new_size=grid, old_size=model.patch_embed.grid_size,
-            num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens)
+            model.pos_embed,
+            new_size=grid,
+            old_size=model.patch_embed.grid_size,
+            num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens,
+        )
         arrays["pos_embed_resampled"] = to_np(resampled)
         extra["pos_embed_resample"] = dict(
-            old_grid=list(model.patch_embed.grid_size), new_grid=list(grid),
-            num_prefix_tokens=model.num_prefix_tokens, interpolation="bicubic",
-            antialias=True, align_corners=False)
+            old_grid=list(model.patch_embed.grid_size),
+            new_grid=list(grid),
+            num_prefix_tokens=model.num_prefix_tokens,
+            interpolation="bicubic",
+            antialias=True,
+            align_corners=False,
+        )
     if cfg["family"] == "swin":
         extra["swin_blocks"] = swin_block_layout(model)
 
     config = dict(
-        name=cfg["name"], family=cfg["family"], model_name=cfg["model_name"],
+        name=cfg["name"],
+        family=cfg["family"],
+        model_name=cfg["model_name"],
         builder=f"timm.create_model({cfg['model_name']!r}, pretrained=False, **kwargs)",
         model_class=f"{type(model).__module__}.{type(model).__qualname__}",
-        kwargs=cfg["kwargs"], batch_size=BATCH, input_shape=list(x.shape),
-        output_shape=list(res["output"].shape), features_shape=list(res["features"].shape),
-        mode="eval", objective="(output * upstream).sum()",
-        norm_eps=_norm_eps(model), fused_attn=_fused_attn_flags(model),
+        kwargs=cfg["kwargs"],
+        batch_size=BATCH,
+        input_shape=list(x.shape),
+        output_shape=list(res["output"].shape),
+        features_shape=list(res["features"].shape),
+        mode="eval",
+        objective="(output * upstream).sum()",
+        norm_eps=_norm_eps(model),
+        fused_attn=_fused_attn_flags(model),
         seeds=dict(model=MODEL_SEED, params=PARAM_SEED, data=DATA_SEED),
-        param_init=init_rule, versions=meta["versions"], **extra,
+        param_init=init_rule,
+        versions=meta["versions"],
+        **extra,
     )
     config["float64_rel_diff"] = compare_float64(model, run, dict(input=x, upstream=upstream), torch)
     arrays["config"] = np.array(json.dumps(config))
@@ -458,36 +596,49 @@ def make_mae_fixture(cfg: dict[str, Any], torch, models_mae, out_dir: Path, meta
         if backward:
             m.zero_grad(set_to_none=True)
             loss.backward()
-        return dict(loss=loss, pred=pred, mask=mask, ids_restore=ids_restore, latent=latent,
-                    grad_input=xx.grad)
+        return dict(loss=loss, pred=pred, mask=mask, ids_restore=ids_restore, latent=latent, grad_input=xx.grad)
 
     res = run(model, dict(input=imgs, noise=noise))
     with torch.no_grad(), fixed_rand(noise, torch):
         loss2, pred2, mask2 = model(imgs, mask_ratio=mask_ratio)
-    assert torch.equal(loss2, res["loss"]) and torch.equal(pred2, res["pred"]) \
-        and torch.equal(mask2, res["mask"])
+    assert torch.equal(loss2, res["loss"]) and torch.equal(pred2, res["pred"]) and torch.equal(mask2, res["mask"])
 
     arrays = state_and_grads(model)
     arrays.update(
-        input=to_np(imgs), noise=to_np(noise), mask_ratio=np.array(mask_ratio, np.float32),
-        loss=to_np(res["loss"]), output=to_np(res["loss"]), upstream=np.array(1.0, np.float32),
-        pred=to_np(res["pred"]), mask=to_np(res["mask"]),
-        ids_restore=res["ids_restore"].numpy().astype(np.int64), latent=to_np(res["latent"]),
+        input=to_np(imgs),
+        noise=to_np(noise),
+        mask_ratio=np.array(mask_ratio, np.float32),
+        loss=to_np(res["loss"]),
+        output=to_np(res["loss"]),
+        upstream=np.array(1.0, np.float32),
+        pred=to_np(res["pred"]),
+        mask=to_np(res["mask"]),
+        ids_restore=res["ids_restore"].numpy().astype(np.int64),
+        latent=to_np(res["latent"]),
         grad_input=to_np(res["grad_input"]),
         target=to_np(_mae_target(model, imgs, torch)),
     )
     config = dict(
-        name=cfg["name"], family="mae", model_name=cfg["model_name"],
+        name=cfg["name"],
+        family="mae",
+        model_name=cfg["model_name"],
         builder="models_mae.MaskedAutoencoderViT(norm_layer=partial(nn.LayerNorm, eps=1e-6), **kwargs)",
         model_class="models_mae.MaskedAutoencoderViT (official facebookresearch/mae)",
-        kwargs=cfg["kwargs"], norm_eps=_norm_eps(model), fused_attn=_fused_attn_flags(model),
-        batch_size=BATCH, input_shape=list(imgs.shape),
-        mask_ratio=mask_ratio, num_patches=L, len_keep=int(L * (1 - mask_ratio)),
-        mode="eval", objective="loss (scalar), upstream = 1",
+        kwargs=cfg["kwargs"],
+        norm_eps=_norm_eps(model),
+        fused_attn=_fused_attn_flags(model),
+        batch_size=BATCH,
+        input_shape=list(imgs.shape),
+        mask_ratio=mask_ratio,
+        num_patches=L,
+        len_keep=int(L * (1 - mask_ratio)),
+        mode="eval",
+        objective="loss (scalar), upstream = 1",
         noise="fixed (B, L) float32 from torch.rand(generator); injected by patching torch.rand "
-              "for the single call inside the official random_masking",
+        "for the single call inside the official random_masking",
         seeds=dict(model=MODEL_SEED, params=PARAM_SEED, data=DATA_SEED),
-        param_init=init_rule, versions=meta["mae_versions"],
+        param_init=init_rule,
+        versions=meta["mae_versions"],
     )
     config["float64_rel_diff"] = compare_float64(model, run, dict(input=imgs, noise=noise), torch)
     arrays["config"] = np.array(json.dumps(config))
@@ -503,7 +654,7 @@ def _mae_target(model, imgs, torch):
         if model.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
-            target = (target - mean) / (var + 1.e-6) ** .5
+            target = (target - mean) / (var + 1.0e-6) ** 0.5
     return target
 
 
@@ -523,6 +674,7 @@ def _fused_attn_flags(model) -> list[bool]:
 # ----------------------------------------------------------------------------------------------
 # position-embedding resampling reference (timm resample_abs_pos_embed == F.interpolate bicubic)
 # ----------------------------------------------------------------------------------------------
+
 
 def make_resample_fixture(torch, out_dir: Path, meta: dict[str, Any]) -> Path:
     from timm.layers import resample_abs_pos_embed
@@ -544,8 +696,9 @@ def make_resample_fixture(torch, out_dir: Path, meta: dict[str, Any]) -> Path:
         posemb = torch.randn(1, prefix + old[0] * old[1], D, generator=gen, dtype=torch.float32)
         arrays[f"{name}/input"] = to_np(posemb)
         for aa in (True, False):
-            out = resample_abs_pos_embed(posemb, new_size=list(new), old_size=list(old),
-                                         num_prefix_tokens=prefix, antialias=aa)
+            out = resample_abs_pos_embed(
+                posemb, new_size=list(new), old_size=list(old), num_prefix_tokens=prefix, antialias=aa
+            )
             tag = "aa" if aa else "noaa"
             arrays[f"{name}/{tag}"] = to_np(out)
             # check the NumPy reference above against torch
@@ -560,11 +713,15 @@ def make_resample_fixture(torch, out_dir: Path, meta: dict[str, Any]) -> Path:
     if worst > 1e-5:
         raise AssertionError(f"NumPy resample reference disagrees with torch by {worst}")
     config = dict(
-        name="pos_embed_resample", family="util",
+        name="pos_embed_resample",
+        family="util",
         function="timm.layers.resample_abs_pos_embed(posemb, new_size, old_size, "
-                 "num_prefix_tokens=1, interpolation='bicubic', antialias=<aa|noaa>)",
-        num_prefix_tokens=prefix, embed_dim=D, cases=listing,
-        numpy_reference_max_abs_err=worst, versions=meta["versions"],
+        "num_prefix_tokens=1, interpolation='bicubic', antialias=<aa|noaa>)",
+        num_prefix_tokens=prefix,
+        embed_dim=D,
+        cases=listing,
+        numpy_reference_max_abs_err=worst,
+        versions=meta["versions"],
     )
     arrays["config"] = np.array(json.dumps(config))
     path = out_dir / "pos_embed_resample.npz"
@@ -575,6 +732,7 @@ def make_resample_fixture(torch, out_dir: Path, meta: dict[str, Any]) -> Path:
 # ----------------------------------------------------------------------------------------------
 # real-size parameter counts and state_dict key layouts
 # ----------------------------------------------------------------------------------------------
+
 
 def describe_state_dict(model) -> dict[str, Any]:
     params = dict(model.named_parameters())
@@ -588,8 +746,11 @@ def describe_state_dict(model) -> dict[str, Any]:
             entry["kind"] = "buffer"
         keys.append(entry)
     sd = set(model.state_dict().keys())
-    non_persistent = [dict(name=n, shape=list(b.shape), dtype=str(b.dtype).replace("torch.", ""))
-                      for n, b in model.named_buffers() if n not in sd]
+    non_persistent = [
+        dict(name=n, shape=list(b.shape), dtype=str(b.dtype).replace("torch.", ""))
+        for n, b in model.named_buffers()
+        if n not in sd
+    ]
     out = dict(keys=keys, non_persistent_buffers=non_persistent)
     blocks = swin_block_layout(model)
     if blocks:
@@ -600,10 +761,17 @@ def describe_state_dict(model) -> dict[str, Any]:
 def swin_block_layout(model) -> list[dict[str, Any]]:
     """Per Swin block: feature size, (clipped) window, shift and whether it has an attention mask."""
     return [
-        dict(block=n, input_resolution=list(b.input_resolution), window_size=list(b.window_size),
-             shift_size=list(b.shift_size), has_attn_mask=b.attn_mask is not None,
-             relative_position_bias_table=list(b.attn.relative_position_bias_table.shape))
-        for n, b in model.named_modules() if type(b).__name__ == "SwinTransformerBlock"]
+        dict(
+            block=n,
+            input_resolution=list(b.input_resolution),
+            window_size=list(b.window_size),
+            shift_size=list(b.shift_size),
+            has_attn_mask=b.attn_mask is not None,
+            relative_position_bias_table=list(b.attn.relative_position_bias_table.shape),
+        )
+        for n, b in model.named_modules()
+        if type(b).__name__ == "SwinTransformerBlock"
+    ]
 
 
 def count(model) -> dict[str, int]:
@@ -612,18 +780,25 @@ def count(model) -> dict[str, int]:
     sd = model.state_dict()
     pnames = {n for n, _ in model.named_parameters()}
     persistent_buffers = sum(v.numel() for k, v in sd.items() if k not in pnames)
-    return dict(total=trainable + frozen, trainable=trainable, frozen=frozen,
-                persistent_buffer_elements=persistent_buffers,
-                state_dict_elements=sum(v.numel() for v in sd.values()),
-                state_dict_keys=len(sd))
+    return dict(
+        total=trainable + frozen,
+        trainable=trainable,
+        frozen=frozen,
+        persistent_buffer_elements=persistent_buffers,
+        state_dict_elements=sum(v.numel() for v in sd.values()),
+        state_dict_keys=len(sd),
+    )
 
 
 def make_counts(torch, timm, models_mae, out_dir: Path, meta: dict[str, Any]) -> list[Path]:
-    counts: dict[str, Any] = {"_meta": dict(
-        versions=meta["mae_versions"] if models_mae is not None else meta["versions"],
-        note="timm.create_model(name, pretrained=False) with default kwargs (num_classes=1000); "
-             "official MAE named constructors. 'trainable' = requires_grad parameters; 'frozen' = "
-             "MAE's fixed sin-cos pos_embed + decoder_pos_embed (nn.Parameter, requires_grad=False).")}
+    counts: dict[str, Any] = {
+        "_meta": dict(
+            versions=meta["mae_versions"] if models_mae is not None else meta["versions"],
+            note="timm.create_model(name, pretrained=False) with default kwargs (num_classes=1000); "
+            "official MAE named constructors. 'trainable' = requires_grad parameters; 'frozen' = "
+            "MAE's fixed sin-cos pos_embed + decoder_pos_embed (nn.Parameter, requires_grad=False).",
+        )
+    }
     written = []
     layouts = {}
     for name in TIMM_COUNT_MODELS:
@@ -645,8 +820,10 @@ def make_counts(torch, timm, models_mae, out_dir: Path, meta: dict[str, Any]) ->
             c["family"] = "mae"
             c["fixed_pos_embed_elements"] = c["frozen"]
             c["encoder_trainable"] = sum(
-                p.numel() for n, p in model.named_parameters()
-                if p.requires_grad and not n.startswith(("decoder_", "mask_token")))
+                p.numel()
+                for n, p in model.named_parameters()
+                if p.requires_grad and not n.startswith(("decoder_", "mask_token"))
+            )
             counts[name] = c
             if name in KEY_LAYOUT_MODELS:
                 layouts[name] = describe_state_dict(model)
@@ -656,9 +833,14 @@ def make_counts(torch, timm, models_mae, out_dir: Path, meta: dict[str, Any]) ->
     write_json(p, counts)
     written.append(p)
     for name, layout in layouts.items():
-        layout = dict(model=name, versions=meta["mae_versions" if name.startswith("mae") else "versions"],
-                      builder=("official models_mae." + name + "()") if name.startswith("mae")
-                      else f"timm.create_model({name!r}, pretrained=False)", **layout)
+        layout = dict(
+            model=name,
+            versions=meta["mae_versions" if name.startswith("mae") else "versions"],
+            builder=("official models_mae." + name + "()")
+            if name.startswith("mae")
+            else f"timm.create_model({name!r}, pretrained=False)",
+            **layout,
+        )
         p = out_dir / "state_dict_keys" / f"{name}.json"
         write_json(p, layout)
         written.append(p)
@@ -667,22 +849,34 @@ def make_counts(torch, timm, models_mae, out_dir: Path, meta: dict[str, Any]) ->
 
 # ----------------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mae-src", type=Path, default=None,
-                    help="directory holding the official MAE models_mae.py and util/pos_embed.py "
-                         "(see tools/README.md); without it the MAE fixtures are skipped")
+    ap.add_argument(
+        "--mae-src",
+        type=Path,
+        default=None,
+        help="directory holding the official MAE models_mae.py and util/pos_embed.py "
+        "(see tools/README.md); without it the MAE fixtures are skipped",
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (tests/golden)")
-    ap.add_argument("--only", nargs="*", default=None,
-                    help="fixture names to make (default: all); 'counts' and 'pos_embed_resample' "
-                         "name the non-model outputs")
-    ap.add_argument("--no-verify", action="store_true",
-                    help="skip re-deriving every fixture with the NumPy reference (tools/golden/numpy_reference.py)")
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="fixture names to make (default: all); 'counts' and 'pos_embed_resample' name the non-model outputs",
+    )
+    ap.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip re-deriving every fixture with the NumPy reference (tools/golden/numpy_reference.py)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: reproducible)")
     args = ap.parse_args(argv)
 
     import timm
     import torch
+
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
 

@@ -27,13 +27,30 @@ from ..models import create_model
 from ..train import AdamW, OneCycleSchedule, fit, param_groups_weight_decay
 from . import viz
 
-DIGITS_VIT = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4, num_heads=4,
-                  mlp_ratio=2.0, class_token=False, global_pool="avg", drop_path_rate=0.1)  # fmt: skip
+DIGITS_VIT = dict(
+    img_size=8,
+    patch_size=2,
+    in_chans=1,
+    num_classes=10,
+    embed_dim=64,
+    depth=4,
+    num_heads=4,
+    mlp_ratio=2.0,
+    class_token=False,
+    global_pool="avg",
+    drop_path_rate=0.1,
+)
 DIGITS_EPOCHS = 50
 
 
-def run_demo(out_dir: str = "scratchvit-out", device=None, seed: int = 0, epochs: int = DIGITS_EPOCHS,
-             batch_size: int = 64, progress: bool = True) -> dict:  # fmt: skip
+def run_demo(
+    out_dir: str = "scratchvit-out",
+    device=None,
+    seed: int = 0,
+    epochs: int = DIGITS_EPOCHS,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
     """Train, evaluate and draw; returns test accuracy, training time and the figure paths."""
     backend.manual_seed(seed)
     os.makedirs(out_dir, exist_ok=True)
@@ -44,12 +61,23 @@ def run_demo(out_dir: str = "scratchvit-out", device=None, seed: int = 0, epochs
     model = create_model("vit_tiny_patch16_224", **DIGITS_VIT).to(backend.get_device(device))
     optimizer = AdamW(param_groups_weight_decay(model, weight_decay=0.05), lr=2e-3)
     schedule = OneCycleSchedule(max_lr=2e-3, total_steps=epochs * len(train_loader))
-    print(f"ViT on digits: {model.num_parameters():,} parameters, {len(train_set)} train / {len(test_set)} test "
-          f"images, {epochs} epochs on {backend.get_device(device)}")  # fmt: skip
+    print(
+        f"ViT on digits: {model.num_parameters():,} parameters, {len(train_set)} train / {len(test_set)} test "
+        f"images, {epochs} epochs on {backend.get_device(device)}"
+    )
     start = time.perf_counter()
-    history = fit(model, train_loader, optimizer, epochs=epochs, eval_loader=test_loader, label_smoothing=0.1,
-                  schedule=schedule, checkpoint=os.path.join(out_dir, "checkpoint.npz"),
-                  metrics=os.path.join(out_dir, "metrics.jsonl"), progress=progress)  # fmt: skip
+    history = fit(
+        model,
+        train_loader,
+        optimizer,
+        epochs=epochs,
+        eval_loader=test_loader,
+        label_smoothing=0.1,
+        schedule=schedule,
+        checkpoint=os.path.join(out_dir, "checkpoint.npz"),
+        metrics=os.path.join(out_dir, "metrics.jsonl"),
+        progress=progress,
+    )
     train_seconds = time.perf_counter() - start
 
     images = test_set.images[:32]
@@ -58,14 +86,15 @@ def run_demo(out_dir: str = "scratchvit-out", device=None, seed: int = 0, epochs
         predictions = model.eval()(batch).numpy().argmax(axis=1)
     figures = {
         "curves": viz.plot_training_curves(history, os.path.join(out_dir, "training_curves.png")),
-        "predictions": viz.plot_predictions(images, test_set.labels[:32], predictions,
-                                            os.path.join(out_dir, "predictions.png")),  # fmt: skip
-        "attention": viz.plot_attention_maps(images, viz.attention_rollout(model, batch),
-                                             os.path.join(out_dir, "attention_rollout.png")),  # fmt: skip
+        "predictions": viz.plot_predictions(
+            images, test_set.labels[:32], predictions, os.path.join(out_dir, "predictions.png")
+        ),
+        "attention": viz.plot_attention_maps(
+            images, viz.attention_rollout(model, batch), os.path.join(out_dir, "attention_rollout.png")
+        ),
     }
     accuracy = history[-1]["eval_acc1"]
     print(f"test accuracy {accuracy:.2f}% after {train_seconds:.1f} s of training")
     for name, path in figures.items():
         print(f"  {name:<12} {os.path.abspath(path)}")
     return {"test_acc1": accuracy, "train_seconds": train_seconds, "figures": figures, "history": history}
-

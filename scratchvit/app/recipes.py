@@ -91,9 +91,11 @@ WORKLOADS = {
         "mae_vit_base_patch16_dec512d8b", 8, 224, kwargs={"norm_pix_loss": True}, mask_ratio=0.75
     ),
     "vit_c32_b128": Workload(
-        "vit_tiny_patch16_224", 128, 32,
+        "vit_tiny_patch16_224",
+        128,
+        32,
         kwargs={"img_size": 32, "patch_size": 4, "depth": 6, "num_classes": 10},
-    ),  # fmt: skip
+    ),
     "vit_digits_b64": Workload("vit_tiny_patch16_224", 64, 8, in_chans=1, kwargs=dict(DIGITS_VIT)),  # the demo's
 }
 
@@ -139,9 +141,17 @@ def _loader(dataset, model, batch_size: int, device, *, train: bool = False, see
     (as the official MAE loaders), `augment` (a transform giving the model's size) applied. Under
     MPI it yields this rank's part of every batch."""
     dataset, resize = _fit_to_model(dataset, model)
-    loader = DataLoader(dataset, batch_size, shuffle=train, seed=seed, drop_last=train,
-                        transform=augment if augment is not None else resize, device=device,
-                        num_replicas=distributed.world_size(), rank=distributed.rank())  # fmt: skip
+    loader = DataLoader(
+        dataset,
+        batch_size,
+        shuffle=train,
+        seed=seed,
+        drop_last=train,
+        transform=augment if augment is not None else resize,
+        device=device,
+        num_replicas=distributed.world_size(),
+        rank=distributed.rank(),
+    )
     if len(loader) == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the {len(dataset)} training images")
     return loader
@@ -203,8 +213,9 @@ def _load_weights_keeping_new_head(model, path) -> None:
             f"unexpected keys {sorted(unexpected)}"
         )
     if dropped:
-        _say(f"{path}: loaded all but its {their_classes}-class head; the model has a new "
-             f"{model.num_classes}-class one")  # fmt: skip
+        _say(
+            f"{path}: loaded all but its {their_classes}-class head; the model has a new {model.num_classes}-class one"
+        )
 
 
 def model_from_checkpoint(path):
@@ -223,8 +234,12 @@ def model_from_checkpoint(path):
     return model
 
 
-_VIT_NAMES = {192: "vit_tiny_patch16_224", 384: "vit_small_patch16_224", 768: "vit_base_patch16_224",
-              1024: "vit_large_patch16_224"}  # fmt: skip
+_VIT_NAMES = {
+    192: "vit_tiny_patch16_224",
+    384: "vit_small_patch16_224",
+    768: "vit_base_patch16_224",
+    1024: "vit_large_patch16_224",
+}
 
 
 def _load_mae(checkpoint) -> MaskedAutoencoderViT:
@@ -242,16 +257,24 @@ def _classifier_from_mae(mae: MaskedAutoencoderViT, num_classes: int, global_poo
     vit = vit_from_mae(mae, num_classes, global_pool=global_pool, **kwargs)
     vit.model_name = _VIT_NAMES.get(vit.embed_dim, "vit_base_patch16_224")
     vit.model_kwargs = {
-        **kwargs, "img_size": _size(vit.patch_embed.img_size), "patch_size": _size(vit.patch_embed.patch_size),
-        "in_chans": vit.in_chans, "num_classes": num_classes, "global_pool": global_pool, "embed_dim": vit.embed_dim,
-        "depth": len(vit.blocks), "num_heads": mae.num_heads, "mlp_ratio": mae.mlp_ratio,
-    }  # fmt: skip
+        **kwargs,
+        "img_size": _size(vit.patch_embed.img_size),
+        "patch_size": _size(vit.patch_embed.patch_size),
+        "in_chans": vit.in_chans,
+        "num_classes": num_classes,
+        "global_pool": global_pool,
+        "embed_dim": vit.embed_dim,
+        "depth": len(vit.blocks),
+        "num_heads": mae.num_heads,
+        "mlp_ratio": mae.mlp_ratio,
+    }
     return vit
 
 
 # ---- schedule and the loop --------------------------------------------------------------------
-def make_schedule(kind: str, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float | None = None,
-                  min_lr: float = 0.0):  # fmt: skip
+def make_schedule(
+    kind: str, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float | None = None, min_lr: float = 0.0
+):
     """A per-step schedule over `epochs`. cosine: linear warmup over warmup_epochs (default a tenth
     of the epochs, the MAE recipes' share), then a half cosine down to min_lr. onecycle: PyTorch's
     OneCycleLR peaking at lr after warmup_epochs (default 30% of the steps)."""
@@ -273,8 +296,22 @@ def _base_lr(lr: float | None, blr: float, batch_size: int) -> float:
     return blr * batch_size / 256 if lr is None else lr
 
 
-def _run(title: str, model, train_loader, optimizer, schedule, *, out_dir, epochs: int, eval_loader=None,
-         loss_fn=None, label_smoothing: float = 0.0, clip_grad=None, resume=None, progress=True) -> dict:  # fmt: skip
+def _run(
+    title: str,
+    model,
+    train_loader,
+    optimizer,
+    schedule,
+    *,
+    out_dir,
+    epochs: int,
+    eval_loader=None,
+    loss_fn=None,
+    label_smoothing: float = 0.0,
+    clip_grad=None,
+    resume=None,
+    progress=True,
+) -> dict:
     """fit() with the checkpoint and metrics in out_dir; prints what it trains and where it wrote."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,12 +319,26 @@ def _run(title: str, model, train_loader, optimizer, schedule, *, out_dir, epoch
     trainable = model.num_parameters(trainable_only=True)
     peak_lr = max(group["lr"] for group in optimizer.param_groups)  # the base lr; layer decay scales it down
     ranks = f" x {distributed.world_size()} ranks" if distributed.world_size() > 1 else ""
-    _say(f"{title}: {getattr(model, 'model_name', type(model).__name__)}, {model.num_parameters():,} parameters "
-          f"({trainable:,} trained), {len(train_loader.dataset)} images, {epochs} epoch(s) of {len(train_loader)} "
-          f"steps, peak lr {peak_lr:.3g}, on {train_loader.device}{ranks}")  # fmt: skip
-    history = fit(model, train_loader, optimizer, epochs=epochs, eval_loader=eval_loader, loss_fn=loss_fn,
-                  label_smoothing=label_smoothing, schedule=schedule, clip_grad=clip_grad, checkpoint=checkpoint,
-                  resume=resume, metrics=metrics, progress=progress)  # fmt: skip
+    _say(
+        f"{title}: {getattr(model, 'model_name', type(model).__name__)}, {model.num_parameters():,} parameters "
+        f"({trainable:,} trained), {len(train_loader.dataset)} images, {epochs} epoch(s) of {len(train_loader)} "
+        f"steps, peak lr {peak_lr:.3g}, on {train_loader.device}{ranks}"
+    )
+    history = fit(
+        model,
+        train_loader,
+        optimizer,
+        epochs=epochs,
+        eval_loader=eval_loader,
+        loss_fn=loss_fn,
+        label_smoothing=label_smoothing,
+        schedule=schedule,
+        clip_grad=clip_grad,
+        checkpoint=checkpoint,
+        resume=resume,
+        metrics=metrics,
+        progress=progress,
+    )
     if history and "eval_acc1" in history[-1]:
         _say(f"test top-1 {history[-1]['eval_acc1']:.2f}%  top-5 {history[-1].get('eval_acc5', float('nan')):.2f}%")
     _say(f"checkpoint: {checkpoint}\nmetrics:    {metrics}")
@@ -295,11 +346,27 @@ def _run(title: str, model, train_loader, optimizer, schedule, *, out_dir, epoch
 
 
 # ---- the recipes ------------------------------------------------------------------------------
-def train_classifier(model_name: str, data: str = "digits", *, data_root=None, out_dir=DEFAULT_OUT, device=None,
-                     seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3,
-                     weight_decay: float = 0.05, label_smoothing: float = 0.1, schedule: str = "cosine",
-                     warmup_epochs: float | None = None, clip_grad: float | None = None, resume=None,
-                     pretrained=None, model_kwargs: dict | None = None, progress: bool = True) -> dict:  # fmt: skip
+def train_classifier(
+    model_name: str,
+    data: str = "digits",
+    *,
+    data_root=None,
+    out_dir=DEFAULT_OUT,
+    device=None,
+    seed: int = 0,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    label_smoothing: float = 0.1,
+    schedule: str = "cosine",
+    warmup_epochs: float | None = None,
+    clip_grad: float | None = None,
+    resume=None,
+    pretrained=None,
+    model_kwargs: dict | None = None,
+    progress: bool = True,
+) -> dict:
     """Train a registered classifier (ViT, Swin) from scratch, or from `pretrained` weights, on a
     data set, evaluating on its test split after every epoch.
 
@@ -312,8 +379,10 @@ def train_classifier(model_name: str, data: str = "digits", *, data_root=None, o
     """
     device = _start(seed, device)
     if _is_mae(model_name):
-        raise ValueError(f"{model_name} is a masked autoencoder: pre-train it with `scratchvit pretrain`, "
-                         "then `scratchvit finetune` or `linprobe` its encoder")  # fmt: skip
+        raise ValueError(
+            f"{model_name} is a masked autoencoder: pre-train it with `scratchvit pretrain`, "
+            "then `scratchvit finetune` or `linprobe` its encoder"
+        )
     train_set, test_set = load_dataset(data, data_root, "train"), load_dataset(data, data_root, "test")
     model = create_model(model_name, **{**_data_defaults(train_set), **(model_kwargs or {})})
     _check_classes(model, train_set)
@@ -324,16 +393,43 @@ def train_classifier(model_name: str, data: str = "digits", *, data_root=None, o
     test_loader = _loader(test_set, model, batch_size, device)
     optimizer = AdamW(param_groups_weight_decay(model, weight_decay), lr=lr)
     lr_schedule = make_schedule(schedule, lr, epochs, len(train_loader), warmup_epochs)
-    return _run("train", model, train_loader, optimizer, lr_schedule, out_dir=out_dir, epochs=epochs,
-                eval_loader=test_loader, label_smoothing=label_smoothing, clip_grad=clip_grad, resume=resume,
-                progress=progress)  # fmt: skip
+    return _run(
+        "train",
+        model,
+        train_loader,
+        optimizer,
+        lr_schedule,
+        out_dir=out_dir,
+        epochs=epochs,
+        eval_loader=test_loader,
+        label_smoothing=label_smoothing,
+        clip_grad=clip_grad,
+        resume=resume,
+        progress=progress,
+    )
 
 
-def pretrain_mae(model_name: str = "mae_vit_base_patch16", data: str = "digits", *, data_root=None,
-                 out_dir=DEFAULT_OUT, device=None, seed: int = 0, epochs: int = 400, batch_size: int = 64,
-                 blr: float = 1.5e-4, lr: float | None = None, weight_decay: float = 0.05, mask_ratio: float = 0.75,
-                 norm_pix_loss: bool = False, warmup_epochs: float | None = None, clip_grad: float | None = None,
-                 resume=None, model_kwargs: dict | None = None, progress: bool = True) -> dict:  # fmt: skip
+def pretrain_mae(
+    model_name: str = "mae_vit_base_patch16",
+    data: str = "digits",
+    *,
+    data_root=None,
+    out_dir=DEFAULT_OUT,
+    device=None,
+    seed: int = 0,
+    epochs: int = 400,
+    batch_size: int = 64,
+    blr: float = 1.5e-4,
+    lr: float | None = None,
+    weight_decay: float = 0.05,
+    mask_ratio: float = 0.75,
+    norm_pix_loss: bool = False,
+    warmup_epochs: float | None = None,
+    clip_grad: float | None = None,
+    resume=None,
+    model_kwargs: dict | None = None,
+    progress: bool = True,
+) -> dict:
     """MAE pre-training (He et al. 2022, Sec. 3 and Appendix A.1): AdamW with betas (0.9, 0.95) and
     weight decay 0.05, lr = blr * batch_size / 256 with base lr 1.5e-4, a cosine schedule after a
     linear warmup, mask ratio 0.75, random-resized crops (scale 0.2 to 1) and horizontal flips as
@@ -343,8 +439,10 @@ def pretrain_mae(model_name: str = "mae_vit_base_patch16", data: str = "digits",
     """
     device = _start(seed, device)
     if not _is_mae(model_name):
-        raise ValueError(f"pretrain trains a masked autoencoder (mae_vit_*), not {model_name}; "
-                         "train classifiers with `scratchvit train`")  # fmt: skip
+        raise ValueError(
+            f"pretrain trains a masked autoencoder (mae_vit_*), not {model_name}; "
+            "train classifiers with `scratchvit train`"
+        )
     train_set = load_dataset(data, data_root, "train")
     defaults = _data_defaults(train_set)
     del defaults["num_classes"]
@@ -355,15 +453,40 @@ def pretrain_mae(model_name: str = "mae_vit_base_patch16", data: str = "digits",
     lr = _base_lr(lr, blr, batch_size)
     optimizer = AdamW(param_groups_weight_decay(model, weight_decay), lr=lr, betas=(0.9, 0.95))
     lr_schedule = make_schedule("cosine", lr, epochs, len(train_loader), warmup_epochs)
-    return _run("pretrain", model, train_loader, optimizer, lr_schedule, out_dir=out_dir, epochs=epochs,
-                loss_fn=masked_autoencoder_loss(mask_ratio), clip_grad=clip_grad, resume=resume,
-                progress=progress)  # fmt: skip
+    return _run(
+        "pretrain",
+        model,
+        train_loader,
+        optimizer,
+        lr_schedule,
+        out_dir=out_dir,
+        epochs=epochs,
+        loss_fn=masked_autoencoder_loss(mask_ratio),
+        clip_grad=clip_grad,
+        resume=resume,
+        progress=progress,
+    )
 
 
-def linear_probe(checkpoint, data: str = "digits", *, data_root=None, out_dir=DEFAULT_OUT, device=None,
-                 seed: int = 0, epochs: int = 90, batch_size: int = 256, blr: float = 0.1, lr: float | None = None,
-                 optimizer: str = "sgd", weight_decay: float = 0.0, warmup_epochs: float | None = None,
-                 img_size=None, resume=None, progress: bool = True) -> dict:  # fmt: skip
+def linear_probe(
+    checkpoint,
+    data: str = "digits",
+    *,
+    data_root=None,
+    out_dir=DEFAULT_OUT,
+    device=None,
+    seed: int = 0,
+    epochs: int = 90,
+    batch_size: int = 256,
+    blr: float = 0.1,
+    lr: float | None = None,
+    optimizer: str = "sgd",
+    weight_decay: float = 0.0,
+    warmup_epochs: float | None = None,
+    img_size=None,
+    resume=None,
+    progress: bool = True,
+) -> dict:
     """Linear probing of a pre-trained MAE encoder (He et al. 2022, Appendix A.2; main_linprobe.py):
     the class token after the encoder's final norm, BatchNorm1d(affine=False) then a linear head
     (prepare_linear_probe), everything else frozen; cross-entropy, lr = blr * batch_size / 256,
@@ -384,18 +507,49 @@ def linear_probe(checkpoint, data: str = "digits", *, data_root=None, out_dir=DE
     test_loader = _loader(test_set, model, batch_size, device)
     lr = _base_lr(lr, blr, batch_size)
     head = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    head_optimizer = (SGD(head, lr=lr, momentum=0.9, weight_decay=weight_decay) if optimizer == "sgd"
-                      else AdamW(head, lr=lr, weight_decay=weight_decay))  # fmt: skip
+    head_optimizer = (
+        SGD(head, lr=lr, momentum=0.9, weight_decay=weight_decay)
+        if optimizer == "sgd"
+        else AdamW(head, lr=lr, weight_decay=weight_decay)
+    )
     lr_schedule = make_schedule("cosine", lr, epochs, len(train_loader), warmup_epochs)
-    return _run("linprobe", model, train_loader, head_optimizer, lr_schedule, out_dir=out_dir, epochs=epochs,
-                eval_loader=test_loader, resume=resume, progress=progress)  # fmt: skip
+    return _run(
+        "linprobe",
+        model,
+        train_loader,
+        head_optimizer,
+        lr_schedule,
+        out_dir=out_dir,
+        epochs=epochs,
+        eval_loader=test_loader,
+        resume=resume,
+        progress=progress,
+    )
 
 
-def fine_tune(checkpoint, data: str = "digits", *, data_root=None, out_dir=DEFAULT_OUT, device=None, seed: int = 0,
-              epochs: int = 50, batch_size: int = 64, blr: float = 1e-3, lr: float | None = None,
-              weight_decay: float = 0.05, layer_decay: float = 0.75, drop_path: float = 0.1,
-              label_smoothing: float = 0.1, warmup_epochs: float | None = None, min_lr: float = 1e-6,
-              clip_grad: float | None = None, img_size=None, resume=None, progress: bool = True) -> dict:  # fmt: skip
+def fine_tune(
+    checkpoint,
+    data: str = "digits",
+    *,
+    data_root=None,
+    out_dir=DEFAULT_OUT,
+    device=None,
+    seed: int = 0,
+    epochs: int = 50,
+    batch_size: int = 64,
+    blr: float = 1e-3,
+    lr: float | None = None,
+    weight_decay: float = 0.05,
+    layer_decay: float = 0.75,
+    drop_path: float = 0.1,
+    label_smoothing: float = 0.1,
+    warmup_epochs: float | None = None,
+    min_lr: float = 1e-6,
+    clip_grad: float | None = None,
+    img_size=None,
+    resume=None,
+    progress: bool = True,
+) -> dict:
     """End-to-end fine-tuning of a pre-trained MAE encoder (He et al. 2022, Appendix A.3;
     main_finetune.py): the mean of the patch tokens through fc_norm, a new head, every parameter
     trained with AdamW, layer-wise lr decay (param_groups_layer_decay), lr = blr * batch_size / 256,
@@ -414,14 +568,36 @@ def fine_tune(checkpoint, data: str = "digits", *, data_root=None, out_dir=DEFAU
     lr = _base_lr(lr, blr, batch_size)
     optimizer = AdamW(param_groups_layer_decay(model, weight_decay, layer_decay), lr=lr)
     lr_schedule = make_schedule("cosine", lr, epochs, len(train_loader), warmup_epochs, min_lr=min_lr)
-    return _run("finetune", model, train_loader, optimizer, lr_schedule, out_dir=out_dir, epochs=epochs,
-                eval_loader=test_loader, label_smoothing=label_smoothing, clip_grad=clip_grad, resume=resume,
-                progress=progress)  # fmt: skip
+    return _run(
+        "finetune",
+        model,
+        train_loader,
+        optimizer,
+        lr_schedule,
+        out_dir=out_dir,
+        epochs=epochs,
+        eval_loader=test_loader,
+        label_smoothing=label_smoothing,
+        clip_grad=clip_grad,
+        resume=resume,
+        progress=progress,
+    )
 
 
-def evaluate_model(data: str = "digits", *, checkpoint=None, model_name: str | None = None, pretrained=None,
-                   model_kwargs: dict | None = None, data_root=None, split: str = "test", batch_size: int = 256,
-                   device=None, seed: int = 0, out_dir=None) -> dict:  # fmt: skip
+def evaluate_model(
+    data: str = "digits",
+    *,
+    checkpoint=None,
+    model_name: str | None = None,
+    pretrained=None,
+    model_kwargs: dict | None = None,
+    data_root=None,
+    split: str = "test",
+    batch_size: int = 256,
+    device=None,
+    seed: int = 0,
+    out_dir=None,
+) -> dict:
     """Top-1 and top-5 accuracy (and the mean cross-entropy) of a classifier on a data split.
 
     The classifier: checkpoint (one of ours, rebuilt from it alone), or model_name with pretrained
@@ -440,25 +616,35 @@ def evaluate_model(data: str = "digits", *, checkpoint=None, model_name: str | N
         if model_name is None:
             raise ValueError("pretrained weights need the model name they belong to")
         dataset = load_dataset(data, data_root, split)
-        model = create_model(model_name, pretrained=pretrained,
-                             **{"num_classes": len(dataset.classes), **(model_kwargs or {})})  # fmt: skip
+        model = create_model(
+            model_name, pretrained=pretrained, **{"num_classes": len(dataset.classes), **(model_kwargs or {})}
+        )
     _check_classes(model, dataset)
     model.to(backend.get_device(device))
     results = evaluate(model, _loader(dataset, model, batch_size, device))
     name = getattr(model, "model_name", type(model).__name__)
-    _say(f"{name} on {data} {split} ({len(dataset)} images): top-1 {results['acc1']:.2f}%  "
-         f"top-5 {results['acc5']:.2f}%  loss {results['loss']:.4f}")  # fmt: skip
+    _say(
+        f"{name} on {data} {split} ({len(dataset)} images): top-1 {results['acc1']:.2f}%  "
+        f"top-5 {results['acc5']:.2f}%  loss {results['loss']:.4f}"
+    )
     if out_dir is not None and distributed.is_main():
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        record = {"data": data, "split": split, "images": len(dataset), "model": name,
-                  "checkpoint": None if checkpoint is None else str(checkpoint),
-                  "pretrained": None if pretrained is None else str(pretrained), **results}  # fmt: skip
+        record = {
+            "data": data,
+            "split": split,
+            "images": len(dataset),
+            "model": name,
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "pretrained": None if pretrained is None else str(pretrained),
+            **results,
+        }
         (Path(out_dir) / "eval.json").write_text(json.dumps(record, indent=1) + "\n")
     return results
 
 
-def benchmark(workload: str, *, device=None, steps: int = 7, warmup: int = 2, seed: int = 0, profile: bool = False,
-              out_dir=None) -> dict:  # fmt: skip
+def benchmark(
+    workload: str, *, device=None, steps: int = 7, warmup: int = 2, seed: int = 0, profile: bool = False, out_dir=None
+) -> dict:
     """Median time of one training step (forward, backward, AdamW update) on a WORKLOADS entry,
     random images and labels, as benchmarks/step.py times scratchvit; prints it with the median
     of each phase. profile: one more step under profile_ops(), and its table of seconds per op
@@ -492,25 +678,40 @@ def benchmark(workload: str, *, device=None, steps: int = 7, warmup: int = 2, se
         optimizer.step()
         optimizer.zero_grad()
         synchronize(device)
-        return {"forward": forward_done - started, "backward": backward_done - forward_done,
-                "optimizer": time.perf_counter() - backward_done}  # fmt: skip
+        return {
+            "forward": forward_done - started,
+            "backward": backward_done - forward_done,
+            "optimizer": time.perf_counter() - backward_done,
+        }
 
     for _ in range(warmup):
         step()
     timings = [step() for _ in range(steps)]
     totals = [sum(phases.values()) for phases in timings]
     median = statistics.median(totals)
-    result = {"workload": workload, "model": spec.model, "batch_size": spec.batch_size, "device": str(device),
-              "steps": steps, "median_s": median, "images_per_s": spec.batch_size / median, "times_s": totals,
-              "phases_s": {phase: statistics.median(t[phase] for t in timings) for phase in timings[0]}}  # fmt: skip
+    result = {
+        "workload": workload,
+        "model": spec.model,
+        "batch_size": spec.batch_size,
+        "device": str(device),
+        "steps": steps,
+        "median_s": median,
+        "images_per_s": spec.batch_size / median,
+        "times_s": totals,
+        "phases_s": {phase: statistics.median(t[phase] for t in timings) for phase in timings[0]},
+    }
     phases = "  ".join(f"{phase} {1e3 * seconds:.1f} ms" for phase, seconds in result["phases_s"].items())
-    print(f"{workload}: {spec.model}, batch {spec.batch_size}, on {device}: median step {1e3 * median:.1f} ms "
-          f"over {steps} steps ({result['images_per_s']:.1f} images/s; {phases})")  # fmt: skip
+    print(
+        f"{workload}: {spec.model}, batch {spec.batch_size}, on {device}: median step {1e3 * median:.1f} ms "
+        f"over {steps} steps ({result['images_per_s']:.1f} images/s; {phases})"
+    )
     if profile:
         with profile_ops() as ops:
             profiled = sum(step().values())
-        print(f"\none step, op by op (profiling adds {'device syncs and ' if device.kind == 'cuda' else ''}"
-              f"timer calls: {1e3 * profiled:.1f} ms):")  # fmt: skip
+        print(
+            f"\none step, op by op (profiling adds {'device syncs and ' if device.kind == 'cuda' else ''}"
+            f"timer calls: {1e3 * profiled:.1f} ms):"
+        )
         print(ops.table(step_seconds=profiled))
         result["profile"] = {"step_s": profiled, "families": ops.by_family(), "ops": ops.by_op()}
     if out_dir is not None:

@@ -191,8 +191,9 @@ def plot_mae_reconstruction(originals, masked, reconstructions, path: str) -> st
     for row, (title, images) in enumerate(rows):
         for index in range(count):
             value_range = (originals[index].min(), originals[index].max())
-            axes[row, index].imshow(_as_image(images[index], value_range), cmap="gray", vmin=0, vmax=1,
-                                    interpolation="nearest")  # fmt: skip
+            axes[row, index].imshow(
+                _as_image(images[index], value_range), cmap="gray", vmin=0, vmax=1, interpolation="nearest"
+            )
             axes[row, index].axis("off")
         axes[row, 0].set_title(title, fontsize=8, loc="left")
     return _save(figure, path)
@@ -210,8 +211,9 @@ def swin_window_layout(block) -> dict:
     if block.attn_mask is None:
         raise ValueError(f"swin_window_layout needs a shifted block, got shift_size {block.shift_size}")
     if block.padded_resolution != block.input_resolution:
-        raise ValueError(f"swin_window_layout needs a map {block.input_resolution} that divides into "
-                         f"windows {block.window_size}")  # fmt: skip
+        raise ValueError(
+            f"swin_window_layout needs a map {block.input_resolution} that divides into windows {block.window_size}"
+        )
     height, width = block.input_resolution
     token_ids = np.arange(height * width, dtype=np.float32).reshape(1, height, width, 1)
     # F.window_partition: (1, H, W, 1) -> (nW, Mh, Mw, 1); window w holds the ids windows_of[w]

@@ -117,8 +117,10 @@ class OpProfile:
     def _row(name: str, times: dict, total: float) -> str:
         both = times["forward"] + times["backward"]
         share = 100.0 * both / total if total > 0 else 0.0
-        return (f"{name:<34} {1e3 * times['forward']:>11.2f} {1e3 * times['backward']:>12.2f} {1e3 * both:>10.2f} "
-                f"{share:>5.1f}%")  # fmt: skip
+        return (
+            f"{name:<34} {1e3 * times['forward']:>11.2f} {1e3 * times['backward']:>12.2f} {1e3 * both:>10.2f} "
+            f"{share:>5.1f}%"
+        )
 
 
 def _timed(method, phase: str, profile: OpProfile):

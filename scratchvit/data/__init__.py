@@ -20,7 +20,22 @@ from .loader import DataLoader
 from .split import stratified_split
 
 __all__ = [
-    "DATASET_NAMES", "ArrayDataset", "ChecksumError", "DataLoader", "DatasetError", "DistributedSampler", "ImageFolder",
-    "download", "load_cifar10", "load_cifar100", "load_dataset", "load_digits", "load_mnist", "read_idx",
-    "safe_unpickle", "sha256_of", "stratified_split", "transforms",
-]  # fmt: skip
+    "DATASET_NAMES",
+    "ArrayDataset",
+    "ChecksumError",
+    "DataLoader",
+    "DatasetError",
+    "DistributedSampler",
+    "ImageFolder",
+    "download",
+    "load_cifar10",
+    "load_cifar100",
+    "load_dataset",
+    "load_digits",
+    "load_mnist",
+    "read_idx",
+    "safe_unpickle",
+    "sha256_of",
+    "stratified_split",
+    "transforms",
+]

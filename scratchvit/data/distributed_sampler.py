@@ -46,8 +46,17 @@ class DistributedSampler:
     With num_replicas=1 (the default) it is the single-process order, which DataLoader uses.
     """
 
-    def __init__(self, size: int, batch_size: int, *, num_replicas: int = 1, rank: int = 0, shuffle: bool = False,
-                 seed: int = 0, drop_last: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
         self.size = _check_int("size", size, 0)
         self.batch_size = _check_int("batch_size", batch_size, 1)
         self.num_replicas = _check_int("num_replicas", num_replicas, 1)

@@ -110,8 +110,9 @@ def _fetch(url: str, partial: Path, progress: bool, timeout: float) -> None:
         )
 
 
-def download(url: str, sha256: str, cache_dir, filename: str | None = None, progress: bool = True,
-             timeout: float = 60.0) -> Path:  # fmt: skip
+def download(
+    url: str, sha256: str, cache_dir, filename: str | None = None, progress: bool = True, timeout: float = 60.0
+) -> Path:
     """Download `url` into `cache_dir` unless a file with this SHA-256 is there; return its path.
 
     sha256: the expected SHA-256, 64 hex digits. filename: the name in cache_dir (default: the

@@ -30,8 +30,17 @@ LABELS_MAGIC = 0x00000801
 
 MNIST_CLASSES = [str(digit) for digit in range(10)]
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 _FILE_STEMS = {"train": "train", "test": "t10k"}
 
 

@@ -33,8 +33,18 @@ class DataLoader:
     draws its own augmentations.
     """
 
-    def __init__(self, dataset, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-                 transform=None, device=None, num_replicas: int = 1, rank: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        transform=None,
+        device=None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if transform is not None and not callable(transform):
@@ -47,8 +57,15 @@ class DataLoader:
         self.transform = transform
         self.device = backend.get_device(device)
         self.epoch = 0
-        self.sampler = DistributedSampler(len(dataset), self.batch_size, num_replicas=num_replicas, rank=rank,
-                                          shuffle=self.shuffle, seed=self.seed, drop_last=self.drop_last)  # fmt: skip
+        self.sampler = DistributedSampler(
+            len(dataset),
+            self.batch_size,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            drop_last=self.drop_last,
+        )
         self._in_memory = isinstance(getattr(dataset, "images", None), np.ndarray) and isinstance(
             getattr(dataset, "labels", None), np.ndarray
         )

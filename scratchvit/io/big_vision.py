@@ -67,8 +67,11 @@ def _convert(arrays: dict, prefix: str, path) -> dict:
         used.add(key)
         return arrays[key] if index is None else arrays[key][index]
 
-    big_vision = (prefix.startswith("params/") or f"{prefix}pos_embedding" in arrays
-                  or f"{prefix}Transformer/encoderblock/LayerNorm_0/scale" in arrays)  # fmt: skip
+    big_vision = (
+        prefix.startswith("params/")
+        or f"{prefix}pos_embedding" in arrays
+        or f"{prefix}Transformer/encoderblock/LayerNorm_0/scale" in arrays
+    )
     kernel = take("embedding/kernel")
     if kernel.ndim != 4:
         raise CheckpointError(f"{path}: embedding/kernel has shape {kernel.shape}; expected (P, P, C, D)")
@@ -94,8 +97,11 @@ def _convert(arrays: dict, prefix: str, path) -> dict:
 
 def _blocks(arrays: dict, prefix: str, big_vision: bool, take) -> dict:
     """The encoder blocks: blocks.i.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}."""
-    attention, mlp, norm2 = ("MultiHeadDotProductAttention_0", "MlpBlock_0", "LayerNorm_1") if big_vision else (
-        "MultiHeadDotProductAttention_1", "MlpBlock_3", "LayerNorm_2")  # fmt: skip
+    attention, mlp, norm2 = (
+        ("MultiHeadDotProductAttention_0", "MlpBlock_0", "LayerNorm_1")
+        if big_vision
+        else ("MultiHeadDotProductAttention_1", "MlpBlock_3", "LayerNorm_2")
+    )
     scanned = f"{prefix}Transformer/encoderblock/LayerNorm_0/scale" in arrays
     if scanned:  # one set of arrays, the depth first
         depth = arrays[f"{prefix}Transformer/encoderblock/LayerNorm_0/scale"].shape[0]

@@ -124,8 +124,17 @@ def _write_safetensors(file, arrays: dict, metadata_json: str) -> None:
     dump_safetensors(file, arrays, metadata={SAFETENSORS_METADATA_KEY: metadata_json})
 
 
-def save_checkpoint(path, model, optimizer=None, schedule=None, *, epoch: int | None = None, step: int | None = None,
-                    rng_state: bool = True, extra: dict | None = None) -> Path:  # fmt: skip
+def save_checkpoint(
+    path,
+    model,
+    optimizer=None,
+    schedule=None,
+    *,
+    epoch: int | None = None,
+    step: int | None = None,
+    rng_state: bool = True,
+    extra: dict | None = None,
+) -> Path:
     """Write one checkpoint file, atomically; returns its path (a suffix is added when missing).
 
     model: a Module (its state_dict; its model_name / model_kwargs when made by create_model).
@@ -232,8 +241,15 @@ def read_checkpoint(path) -> Checkpoint:
     if not isinstance(content.get("model"), dict):
         raise CheckpointError(f"{path}: damaged checkpoint: it holds no model state_dict")
     return Checkpoint(
-        path=path, state_dict=content["model"], model_name=content.get("model_name"),
-        model_kwargs=content.get("model_kwargs") or {}, model_class=content.get("model_class"),
-        optimizer=content.get("optimizer"), schedule=content.get("schedule"), epoch=content.get("epoch"),
-        step=content.get("step"), rng_state=content.get("rng_state"), extra=content.get("extra") or {},
-    )  # fmt: skip
+        path=path,
+        state_dict=content["model"],
+        model_name=content.get("model_name"),
+        model_kwargs=content.get("model_kwargs") or {},
+        model_class=content.get("model_class"),
+        optimizer=content.get("optimizer"),
+        schedule=content.get("schedule"),
+        epoch=content.get("epoch"),
+        step=content.get("step"),
+        rng_state=content.get("rng_state"),
+        extra=content.get("extra") or {},
+    )

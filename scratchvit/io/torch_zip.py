@@ -37,11 +37,17 @@ __all__ = ["is_legacy_torch", "read_torch_zip", "torch_zip_root"]
 # torch's legacy storage classes (dtype markers in the persistent ids) -> the stored NumPy dtype.
 # BFloat16 is read as raw uint16 bits and widened; Half is widened to float32 too.
 _STORAGE_DTYPES = {
-    "DoubleStorage": np.dtype("f8"), "FloatStorage": np.dtype("f4"), "HalfStorage": np.dtype("f2"),
-    "BFloat16Storage": np.dtype("u2"), "LongStorage": np.dtype("i8"), "IntStorage": np.dtype("i4"),
-    "ShortStorage": np.dtype("i2"), "CharStorage": np.dtype("i1"), "ByteStorage": np.dtype("u1"),
+    "DoubleStorage": np.dtype("f8"),
+    "FloatStorage": np.dtype("f4"),
+    "HalfStorage": np.dtype("f2"),
+    "BFloat16Storage": np.dtype("u2"),
+    "LongStorage": np.dtype("i8"),
+    "IntStorage": np.dtype("i4"),
+    "ShortStorage": np.dtype("i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
     "BoolStorage": np.dtype("?"),
-}  # fmt: skip
+}
 # the legacy (torch < 1.6) format: a pickle whose first object is this magic number (a LONG1 opcode)
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
@@ -136,8 +142,9 @@ class _TorchUnpickler(pickle.Unpickler):
             raise CheckpointError(f"{self.path}: damaged torch checkpoint: storage {key} read as two dtypes")
         return storage
 
-    def rebuild_tensor(self, storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                       metadata=None) -> np.ndarray:  # fmt: skip
+    def rebuild_tensor(
+        self, storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+    ) -> np.ndarray:
         """torch._utils._rebuild_tensor_v2 -> a C-contiguous NumPy copy of the view; float16 and
         bfloat16 widened to float32. requires_grad, hooks and metadata carry nothing we keep."""
         if not isinstance(storage, _Storage):
@@ -161,9 +168,11 @@ class _TorchUnpickler(pickle.Unpickler):
                     f"{storage_offset} reaches element {last} of a storage of {storage.elements.size}"
                 )
             view = np.lib.stride_tricks.as_strided(
-                storage.elements[storage_offset:], shape=size, strides=[step * dtype.itemsize for step in stride],
+                storage.elements[storage_offset:],
+                shape=size,
+                strides=[step * dtype.itemsize for step in stride],
                 writeable=False,
-            )  # fmt: skip
+            )
             array = np.array(view, dtype=dtype.newbyteorder("="), order="C")  # a C-contiguous copy, native order
         if storage.type.name == "BFloat16Storage":
             return bfloat16_to_float32(array)

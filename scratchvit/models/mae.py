@@ -40,10 +40,21 @@ class MaskedAutoencoderViT(nn.Module):
     `img_size` and `patch_size` may also be (height, width) pairs.
     """
 
-    def __init__(self, img_size=224, patch_size=16, in_chans: int = 3,
-                 embed_dim: int = 1024, depth: int = 24, num_heads: int = 16,
-                 decoder_embed_dim: int = 512, decoder_depth: int = 8, decoder_num_heads: int = 16,
-                 mlp_ratio: float = 4.0, norm_eps: float = 1e-5, norm_pix_loss: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        in_chans: int = 3,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        decoder_embed_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        norm_eps: float = 1e-5,
+        norm_pix_loss: bool = False,
+    ):
         super().__init__()
         # ---- encoder (Sec. 3 "MAE encoder": a ViT applied only on visible, unmasked patches)
         self.patch_embed = nn.PatchEmbed(img_size, patch_size, in_chans, embed_dim)
@@ -171,8 +182,10 @@ class MaskedAutoencoderViT(nn.Module):
         batch, tokens, dim = x.shape
         length = ids_restore.shape[1]
         if ids_restore.shape[0] != batch or not 0 < tokens <= length + 1:
-            raise ValueError(f"ids_restore of shape {tuple(ids_restore.shape)} does not fit latent of shape "
-                             f"{latent.shape}: expected (B, L) with B = {batch} and 1 + K <= 1 + L")  # fmt: skip
+            raise ValueError(
+                f"ids_restore of shape {tuple(ids_restore.shape)} does not fit latent of shape "
+                f"{latent.shape}: expected (B, L) with B = {batch} and 1 + K <= 1 + L"
+            )
 
         # the visible tokens (shuffled order) followed by L - K mask tokens: a full sequence in
         # shuffled order, which ids_restore gathers back into the original patch order
@@ -234,8 +247,10 @@ class MaskedAutoencoderViT(nn.Module):
             raise ValueError(f"imgs of size {height}x{width} are not divisible by patch_size {patch_h}x{patch_w}")
         if (height, width) != self.patch_embed.img_size:
             expected_h, expected_w = self.patch_embed.img_size
-            raise ValueError(f"imgs of size {height}x{width} do not match img_size {expected_h}x{expected_w} "
-                             "(the fixed position embeddings are built for that grid)")  # fmt: skip
+            raise ValueError(
+                f"imgs of size {height}x{width} do not match img_size {expected_h}x{expected_w} "
+                "(the fixed position embeddings are built for that grid)"
+            )
         return imgs
 
     def extra_repr(self) -> str:
@@ -257,22 +272,49 @@ def _create(config: dict, kwargs: dict) -> MaskedAutoencoderViT:
 
 @register_model
 def mae_vit_base_patch16_dec512d8b(**kwargs) -> MaskedAutoencoderViT:
-    config = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8,
-                  decoder_num_heads=16, mlp_ratio=4, norm_eps=1e-6)  # fmt: skip
+    config = dict(
+        patch_size=16,
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4,
+        norm_eps=1e-6,
+    )
     return _create(config, kwargs)
 
 
 @register_model
 def mae_vit_large_patch16_dec512d8b(**kwargs) -> MaskedAutoencoderViT:
-    config = dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=8,
-                  decoder_num_heads=16, mlp_ratio=4, norm_eps=1e-6)  # fmt: skip
+    config = dict(
+        patch_size=16,
+        embed_dim=1024,
+        depth=24,
+        num_heads=16,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4,
+        norm_eps=1e-6,
+    )
     return _create(config, kwargs)
 
 
 @register_model
 def mae_vit_huge_patch14_dec512d8b(**kwargs) -> MaskedAutoencoderViT:
-    config = dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16, decoder_embed_dim=512, decoder_depth=8,
-                  decoder_num_heads=16, mlp_ratio=4, norm_eps=1e-6)  # fmt: skip
+    config = dict(
+        patch_size=14,
+        embed_dim=1280,
+        depth=32,
+        num_heads=16,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4,
+        norm_eps=1e-6,
+    )
     return _create(config, kwargs)
 
 

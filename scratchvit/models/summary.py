@@ -73,8 +73,14 @@ class Summary:
         for row in rows:
             label = "  " * row.depth + (f"{row.name} ({row.kind})" if row.name else row.kind)
             calls = f" x{row.calls}" if row.calls > 1 else ""
-            lines.append((label, row.output_shape + calls, f"{row.params:,}" if row.params else "-",
-                          format_count(row.macs) if row.macs else "-"))  # fmt: skip
+            lines.append(
+                (
+                    label,
+                    row.output_shape + calls,
+                    f"{row.params:,}" if row.params else "-",
+                    format_count(row.macs) if row.macs else "-",
+                )
+            )
         widths = [max(len(line[i]) for line in lines) for i in range(4)]
         text = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}" for a, b, c, d in lines]
         text.insert(1, "-" * len(text[0]))
@@ -84,9 +90,11 @@ class Summary:
 
     def totals(self) -> str:
         """e.g. 'params: 86,567,656 (86.57 M), trainable 86.57 M | MACs: 17.56 G | input (1, 3, 224, 224)'"""
-        return (f"params: {self.total_params:,} ({format_count(self.total_params)}), trainable "
-                f"{format_count(self.trainable_params)} | MACs: {format_count(self.total_macs)} | "
-                f"input {self.input_shape}")  # fmt: skip
+        return (
+            f"params: {self.total_params:,} ({format_count(self.total_params)}), trainable "
+            f"{format_count(self.trainable_params)} | MACs: {format_count(self.total_macs)} | "
+            f"input {self.input_shape}"
+        )
 
     def __str__(self) -> str:
         return self.table()
@@ -167,11 +175,17 @@ def summarize(model: nn.Module, input_shape, device=None) -> Summary:
     summary.total_macs = sum(record["macs"] for record in records.values())
     for name, module in named:
         inside = [other for other in records if other == name or not name or other.startswith(name + ".")]
-        summary.rows.append(SummaryRow(
-            name=name, kind=type(module).__name__, depth=0 if not name else name.count(".") + 1,
-            output_shape=records[name]["shape"], params=module.num_parameters(),
-            macs=sum(records[other]["macs"] for other in inside), calls=records[name]["calls"],
-        ))  # fmt: skip
+        summary.rows.append(
+            SummaryRow(
+                name=name,
+                kind=type(module).__name__,
+                depth=0 if not name else name.count(".") + 1,
+                output_shape=records[name]["shape"],
+                params=module.num_parameters(),
+                macs=sum(records[other]["macs"] for other in inside),
+                calls=records[name]["calls"],
+            )
+        )
     return summary
 
 

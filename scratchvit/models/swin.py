@@ -115,8 +115,15 @@ class WindowAttention(nn.Module):
     (Sec. 3.2, Eq. 4): Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + B) V, B gathered per token
     pair from a ((2Mh-1)(2Mw-1), heads) table."""
 
-    def __init__(self, dim: int, num_heads: int, window_size=7, qkv_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size=7,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"WindowAttention: dim {dim} is not divisible by num_heads {num_heads}")
@@ -146,18 +153,26 @@ class WindowAttention(nn.Module):
         """
         windows, tokens, channels = x.shape
         if tokens != self.window_area or channels != self.dim:
-            raise ValueError(f"WindowAttention expects (B * nW, {self.window_area}, {self.dim}) windows, "
-                             f"got shape {tuple(x.shape)}")  # fmt: skip
+            raise ValueError(
+                f"WindowAttention expects (B * nW, {self.window_area}, {self.dim}) windows, got shape {tuple(x.shape)}"
+            )
         if isinstance(mask, Tensor):
             mask = mask.data
         if mask is not None and windows % mask.shape[0]:
-            raise ValueError(f"WindowAttention: {windows} windows are not a whole number of images "
-                             f"of {mask.shape[0]} windows (the mask's first dim)")  # fmt: skip
+            raise ValueError(
+                f"WindowAttention: {windows} windows are not a whole number of images "
+                f"of {mask.shape[0]} windows (the mask's first dim)"
+            )
         # the bias (heads, N, N) is added in every window; window w of each image gets mask[w]
         # (windows are image-major, window_partition's order)
-        x = F.multi_head_self_attention(self.qkv(x), self.num_heads, bias=self.relative_position_bias(),
-                                        mask=None if mask is None else mask.astype(x.dtype, copy=False),
-                                        dropout_p=self.attn_drop, training=self.training)  # fmt: skip
+        x = F.multi_head_self_attention(
+            self.qkv(x),
+            self.num_heads,
+            bias=self.relative_position_bias(),
+            mask=None if mask is None else mask.astype(x.dtype, copy=False),
+            dropout_p=self.attn_drop,
+            training=self.training,
+        )
         return self.proj_drop(self.proj(x))
 
     def own_macs(self, inputs, output) -> int:
@@ -182,9 +197,19 @@ class SwinTransformerBlock(nn.Module):
     the padded map), and cropped back after the windows are merged.
     """
 
-    def __init__(self, dim: int, input_resolution, num_heads: int = 4, window_size=7, shift_size=0,
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, proj_drop: float = 0.0,
-                 attn_drop: float = 0.0, drop_path: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        dim: int,
+        input_resolution,
+        num_heads: int = 4,
+        window_size=7,
+        shift_size=0,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
         self.dim = dim
         self.input_resolution = size_pair("input_resolution", input_resolution)
@@ -197,8 +222,9 @@ class SwinTransformerBlock(nn.Module):
             -(-side // w) * w for side, w in zip(self.input_resolution, self.window_size, strict=True)
         )
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, num_heads, self.window_size, qkv_bias=qkv_bias, attn_drop=attn_drop,
-                                    proj_drop=proj_drop)  # fmt: skip
+        self.attn = WindowAttention(
+            dim, num_heads, self.window_size, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
+        )
         self.drop_path1 = nn.DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
@@ -232,14 +258,17 @@ class SwinTransformerBlock(nn.Module):
         """x: (B, H, W, C) -> (B, H, W, C)"""
         if x.ndim != 4 or tuple(x.shape[1:]) != (*self.input_resolution, self.dim):
             height, width = self.input_resolution
-            raise ValueError(f"SwinTransformerBlock expects (B, {height}, {width}, {self.dim}), "
-                             f"got shape {tuple(x.shape)}")  # fmt: skip
+            raise ValueError(
+                f"SwinTransformerBlock expects (B, {height}, {width}, {self.dim}), got shape {tuple(x.shape)}"
+            )
         x = x + self.drop_path1(self._window_attention(self.norm1(x)))
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, input_resolution={self.input_resolution}, window_size={self.window_size}, "
-                f"shift_size={self.shift_size}")  # fmt: skip
+        return (
+            f"dim={self.dim}, input_resolution={self.input_resolution}, window_size={self.window_size}, "
+            f"shift_size={self.shift_size}"
+        )
 
 
 class PatchMerging(nn.Module):
@@ -265,9 +294,21 @@ class SwinTransformerStage(nn.Module):
     """One stage: patch merging first when downsample (timm >= 0.9: `layers.i.downsample`, i >= 1),
     then `depth` blocks alternating regular (even j) and shifted (odd j) windows."""
 
-    def __init__(self, dim: int, out_dim: int, input_resolution, depth: int, downsample: bool = True,
-                 num_heads: int = 4, window_size=7, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 proj_drop: float = 0.0, attn_drop: float = 0.0, drop_path=0.0):  # fmt: skip
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        input_resolution,
+        depth: int,
+        downsample: bool = True,
+        num_heads: int = 4,
+        window_size=7,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path=0.0,
+    ):
         super().__init__()
         if not downsample and dim != out_dim:
             raise ValueError(f"SwinTransformerStage: without downsample dim {dim} must equal out_dim {out_dim}")
@@ -335,15 +376,31 @@ class SwinTransformer(nn.Module):
     drop_path_rate (stochastic depth rising linearly from 0 over all blocks to this rate).
     """
 
-    def __init__(self, img_size=224, patch_size=4, in_chans: int = 3, num_classes: int = 1000,
-                 global_pool: str = "avg", embed_dim: int = 96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
-                 window_size=7, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
-                 proj_drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1):  # fmt: skip
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=4,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "avg",
+        embed_dim: int = 96,
+        depths=(2, 2, 6, 2),
+        num_heads=(3, 6, 12, 24),
+        window_size=7,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+    ):
         super().__init__()
         depths, num_heads = tuple(depths), tuple(num_heads)
         if len(num_heads) != len(depths):
-            raise ValueError(f"num_heads needs one entry per stage: depths {depths} has {len(depths)} stages, "
-                             f"num_heads {num_heads} has {len(num_heads)}")  # fmt: skip
+            raise ValueError(
+                f"num_heads needs one entry per stage: depths {depths} has {len(depths)} stages, "
+                f"num_heads {num_heads} has {len(num_heads)}"
+            )
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.num_classes, self.global_pool, self.in_chans = num_classes, global_pool, in_chans
@@ -364,10 +421,20 @@ class SwinTransformer(nn.Module):
         stages, in_dim = [], embed_dim
         for i in range(self.num_layers):
             out_dim = embed_dim * 2**i
-            stage = SwinTransformerStage(in_dim, out_dim, resolution, depths[i], downsample=i > 0,
-                                         num_heads=num_heads[i], window_size=windows[i], mlp_ratio=mlp_ratio,
-                                         qkv_bias=qkv_bias, proj_drop=proj_drop_rate, attn_drop=attn_drop_rate,
-                                         drop_path=rates[starts[i]:starts[i + 1]])  # fmt: skip
+            stage = SwinTransformerStage(
+                in_dim,
+                out_dim,
+                resolution,
+                depths[i],
+                downsample=i > 0,
+                num_heads=num_heads[i],
+                window_size=windows[i],
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                proj_drop=proj_drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=rates[starts[i] : starts[i + 1]],
+            )
             stages.append(stage)
             resolution, in_dim = stage.output_resolution, out_dim
         self.layers = nn.Sequential(stages)

@@ -34,8 +34,9 @@ __all__ = ["prepare_linear_probe", "vit_from_mae"]
 _POOLS = ("token", "avg")
 
 
-def vit_from_mae(mae: MaskedAutoencoderViT, num_classes: int, global_pool: str = "avg",
-                 head_init_std: float = 2e-5, **kwargs) -> VisionTransformer:  # fmt: skip
+def vit_from_mae(
+    mae: MaskedAutoencoderViT, num_classes: int, global_pool: str = "avg", head_init_std: float = 2e-5, **kwargs
+) -> VisionTransformer:
     """A VisionTransformer with `mae`'s encoder weights, for fine-tuning or a linear probe.
 
     mae: a MaskedAutoencoderViT (pre-trained). num_classes: the size of the new head (0: none).
@@ -55,10 +56,15 @@ def vit_from_mae(mae: MaskedAutoencoderViT, num_classes: int, global_pool: str =
     if global_pool not in _POOLS:
         raise ValueError(f"global_pool must be one of {_POOLS} (the official MAE recipes), got {global_pool!r}")
     fixed = dict(
-        patch_size=mae.patch_embed.patch_size, in_chans=mae.patch_embed.in_chans,
-        embed_dim=mae.cls_token.shape[-1], depth=len(mae.blocks), num_heads=mae.num_heads, mlp_ratio=mae.mlp_ratio,
-        qkv_bias=True, class_token=True,
-    )  # fmt: skip
+        patch_size=mae.patch_embed.patch_size,
+        in_chans=mae.patch_embed.in_chans,
+        embed_dim=mae.cls_token.shape[-1],
+        depth=len(mae.blocks),
+        num_heads=mae.num_heads,
+        mlp_ratio=mae.mlp_ratio,
+        qkv_bias=True,
+        class_token=True,
+    )
     clashes = sorted(set(fixed) & set(kwargs))
     if clashes:
         raise ValueError(f"vit_from_mae: {', '.join(clashes)} come from the MAE encoder and cannot be overridden")
@@ -73,9 +79,12 @@ def vit_from_mae(mae: MaskedAutoencoderViT, num_classes: int, global_pool: str =
     encoder = {name: array for name, array in mae.state_dict().items() if name in vit_keys}
     if encoder["pos_embed"].shape != vit_keys["pos_embed"].shape:
         encoder["pos_embed"] = resample_abs_pos_embed(
-            Tensor(encoder["pos_embed"]), new_size=vit.patch_embed.grid_size, old_size=mae.patch_embed.grid_size,
-            num_prefix_tokens=1, antialias=False,
-        ).data  # fmt: skip
+            Tensor(encoder["pos_embed"]),
+            new_size=vit.patch_embed.grid_size,
+            old_size=mae.patch_embed.grid_size,
+            num_prefix_tokens=1,
+            antialias=False,
+        ).data
     missing, _ = vit.load_state_dict(encoder, strict=False)
     # as main_finetune.py / main_linprobe.py assert: only the new layers are left to initialise
     new_layers = {name for name in vit_keys if name.startswith(("head.", "fc_norm."))}

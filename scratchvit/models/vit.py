@@ -47,13 +47,30 @@ class VisionTransformer(nn.Module):
     images: (B, C, H, W) -> logits (B, num_classes); with global_pool '' (B, N, num_classes).
     """
 
-    def __init__(self, img_size=224, patch_size=16, in_chans: int = 3, num_classes: int = 1000,
-                 global_pool: str = "token", embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, init_values: float | None = None,
-                 class_token: bool = True, pos_embed: str = "learn", no_embed_class: bool = False,
-                 fc_norm: bool | None = None, dynamic_img_size: bool = False, drop_rate: float = 0.0,
-                 pos_drop_rate: float = 0.0, proj_drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "token",
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        init_values: float | None = None,
+        class_token: bool = True,
+        pos_embed: str = "learn",
+        no_embed_class: bool = False,
+        fc_norm: bool | None = None,
+        dynamic_img_size: bool = False,
+        drop_rate: float = 0.0,
+        pos_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ):
         super().__init__()
         if global_pool not in _GLOBAL_POOLS:
             raise ValueError(f"global_pool must be one of {_GLOBAL_POOLS}, got {global_pool!r}")
@@ -76,8 +93,9 @@ class VisionTransformer(nn.Module):
         self.dynamic_img_size = dynamic_img_size
 
         # ViT Eq. 1: each P x P patch mapped linearly to D dims
-        self.patch_embed = nn.PatchEmbed(img_size, patch_size, in_chans, embed_dim,
-                                         strict_img_size=not dynamic_img_size)  # fmt: skip
+        self.patch_embed = nn.PatchEmbed(
+            img_size, patch_size, in_chans, embed_dim, strict_img_size=not dynamic_img_size
+        )
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(np.zeros((1, 1, embed_dim), DEFAULT_DTYPE)) if class_token else None
         if pos_embed == "learn":
@@ -90,10 +108,19 @@ class VisionTransformer(nn.Module):
         # stochastic depth decay rule: rates rise linearly over the blocks (Huang et al. 2016)
         drop_path_rates = np.linspace(0.0, drop_path_rate, depth)
         self.blocks = nn.Sequential(
-            nn.Block(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, proj_drop=proj_drop_rate,
-                     attn_drop=attn_drop_rate, drop_path=float(rate), init_values=init_values, norm_eps=1e-6)
+            nn.Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                proj_drop=proj_drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=float(rate),
+                init_values=init_values,
+                norm_eps=1e-6,
+            )
             for rate in drop_path_rates
-        )  # fmt: skip
+        )
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=1e-6)
         self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6) if use_fc_norm else nn.Identity()
         self.head_drop = nn.Dropout(drop_rate)
@@ -125,9 +152,12 @@ class VisionTransformer(nn.Module):
         if self.dynamic_img_size:
             # ViT Sec. 3.2: 2-D interpolation of the learned embedding to the input's grid
             pos_embed = resample_abs_pos_embed(
-                pos_embed, new_size=grid_size, old_size=self.patch_embed.grid_size,
-                num_prefix_tokens=0 if self.no_embed_class else self.num_prefix_tokens, antialias=True,
-            )  # fmt: skip
+                pos_embed,
+                new_size=grid_size,
+                old_size=self.patch_embed.grid_size,
+                num_prefix_tokens=0 if self.no_embed_class else self.num_prefix_tokens,
+                antialias=True,
+            )
         if self.no_embed_class:  # the embedding covers the patches only: add, then prepend
             tokens = tokens + pos_embed
             if prefix:

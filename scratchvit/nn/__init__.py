@@ -19,6 +19,22 @@ from .layers import (
 from .module import Module, ModuleList, Parameter, Sequential
 
 __all__ = [
-    "GELU", "Attention", "BatchNorm1d", "Block", "DropPath", "Dropout", "Identity", "LayerNorm", "LayerScale", "Linear",
-    "Mlp", "Module", "ModuleList", "Parameter", "PatchEmbed", "PatchProjection", "Sequential", "init",
-]  # fmt: skip
+    "GELU",
+    "Attention",
+    "BatchNorm1d",
+    "Block",
+    "DropPath",
+    "Dropout",
+    "Identity",
+    "LayerNorm",
+    "LayerScale",
+    "Linear",
+    "Mlp",
+    "Module",
+    "ModuleList",
+    "Parameter",
+    "PatchEmbed",
+    "PatchProjection",
+    "Sequential",
+    "init",
+]

@@ -110,8 +110,14 @@ class LayerScale(Module):
 class Mlp(Module):
     """fc1 -> GELU -> dropout -> fc2 -> dropout (ViT Sec. 3.1: "two layers with a GELU")."""
 
-    def __init__(self, in_features: int, hidden_features: int | None = None, out_features: int | None = None,
-                 bias: bool = True, drop: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int | None = None,
+        out_features: int | None = None,
+        bias: bool = True,
+        drop: float = 0.0,
+    ):
         super().__init__()
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
@@ -130,8 +136,9 @@ class Attention(Module):
     """Multi-head self-attention (ViT Appendix A, Eq. 5-8): one qkv projection, heads attend in
     parallel as batched GEMMs, then the output projection."""
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0):  # fmt: skip
+    def __init__(
+        self, dim: int, num_heads: int = 8, qkv_bias: bool = False, attn_drop: float = 0.0, proj_drop: float = 0.0
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"Attention: dim {dim} is not divisible by num_heads {num_heads}")
@@ -153,9 +160,18 @@ class Attention(Module):
 class Block(Module):
     """Pre-norm transformer block (ViT Eq. 2-3), timm's keys: norm1 attn ls1 norm2 mlp ls2."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
-                 proj_drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
-                 init_values: float | None = None, norm_eps: float = 1e-6):  # fmt: skip
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        init_values: float | None = None,
+        norm_eps: float = 1e-6,
+    ):
         super().__init__()
         self.norm1 = LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
@@ -196,8 +212,17 @@ class PatchProjection(Module):
 class PatchEmbed(Module):
     """Image to patch tokens (ViT Sec. 3.1; Swin's "patch partition + linear embedding")."""
 
-    def __init__(self, img_size=224, patch_size=16, in_chans: int = 3, embed_dim: int = 768,
-                 norm_layer=None, flatten: bool = True, bias: bool = True, strict_img_size: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        norm_layer=None,
+        flatten: bool = True,
+        bias: bool = True,
+        strict_img_size: bool = True,
+    ):
         super().__init__()
         self.img_size, self.patch_size = size_pair("img_size", img_size), size_pair("patch_size", patch_size)
         for side, patch in zip(self.img_size, self.patch_size, strict=True):
@@ -217,11 +242,13 @@ class PatchEmbed(Module):
         if channels != self.in_chans:
             raise ValueError(f"images have {channels} channels but the model expects in_chans={self.in_chans}")
         if self.strict_img_size and (height, width) != self.img_size:
-            raise ValueError(f"image size {height}x{width} does not match the model's img_size "
-                             f"{self.img_size[0]}x{self.img_size[1]}")  # fmt: skip
+            raise ValueError(
+                f"image size {height}x{width} does not match the model's img_size {self.img_size[0]}x{self.img_size[1]}"
+            )
         if height % self.patch_size[0] or width % self.patch_size[1]:
-            raise ValueError(f"image size {height}x{width} is not divisible by patch_size "
-                             f"{self.patch_size[0]}x{self.patch_size[1]}")  # fmt: skip
+            raise ValueError(
+                f"image size {height}x{width} is not divisible by patch_size {self.patch_size[0]}x{self.patch_size[1]}"
+            )
         tokens = self.norm(self.proj(images))
         if self.flatten:
             return tokens

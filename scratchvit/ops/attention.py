@@ -152,8 +152,9 @@ def scaled_dot_product_attention(
     return ScaledDotProductAttention.apply(q, k, v, bias, mask=mask, scale=scale, dropout_mask=dropout_mask)
 
 
-def multi_head_self_attention(qkv, num_heads: int, bias=None, mask=None, scale: float | None = None,
-                              dropout_p: float = 0.0, training: bool = True) -> Tensor:  # fmt: skip
+def multi_head_self_attention(
+    qkv, num_heads: int, bias=None, mask=None, scale: float | None = None, dropout_p: float = 0.0, training: bool = True
+) -> Tensor:
     """Multi-head self-attention from the qkv projection (ViT Appendix A, Eq. 5-8; Swin Eq. 4).
 
     qkv: (B, N, 3C), the output of timm's qkv Linear: per token q, k, v, each as (heads, head_dim).
@@ -163,19 +164,24 @@ def multi_head_self_attention(qkv, num_heads: int, bias=None, mask=None, scale: 
     G windows per image, windows image-major as window_partition orders them). B % G must be 0.
     """
     if qkv.ndim != 3 or qkv.shape[-1] % (3 * num_heads):
-        raise ValueError(f"multi_head_self_attention: qkv must be (B, N, 3 * C) with C divisible by num_heads "
-                         f"{num_heads}, got shape {tuple(qkv.shape)}")  # fmt: skip
+        raise ValueError(
+            f"multi_head_self_attention: qkv must be (B, N, 3 * C) with C divisible by num_heads "
+            f"{num_heads}, got shape {tuple(qkv.shape)}"
+        )
     batch, tokens, width = qkv.shape
     head_dim = width // (3 * num_heads)
     if bias is not None and not _broadcasts_to(tuple(bias.shape), (num_heads, tokens, tokens)):
-        raise ValueError(f"multi_head_self_attention: bias must broadcast to {(num_heads, tokens, tokens)}, "
-                         f"got {tuple(bias.shape)}")  # fmt: skip
+        raise ValueError(
+            f"multi_head_self_attention: bias must broadcast to {(num_heads, tokens, tokens)}, got {tuple(bias.shape)}"
+        )
     if isinstance(mask, Tensor):
         mask = mask.data
     if mask is not None:
         if mask.ndim != 3 or mask.shape[1:] != (tokens, tokens) or batch % mask.shape[0]:
-            raise ValueError(f"multi_head_self_attention: mask must be (G, {tokens}, {tokens}) with {batch} samples "
-                             f"a multiple of G, got shape {tuple(mask.shape)}")  # fmt: skip
+            raise ValueError(
+                f"multi_head_self_attention: mask must be (G, {tokens}, {tokens}) with {batch} samples "
+                f"a multiple of G, got shape {tuple(mask.shape)}"
+            )
         if mask.dtype != qkv.dtype:
             raise TypeError(f"multi_head_self_attention: mask has dtype {mask.dtype} but qkv has {qkv.dtype}")
     if not 0.0 <= dropout_p < 1.0:
@@ -185,8 +191,9 @@ def multi_head_self_attention(qkv, num_heads: int, bias=None, mask=None, scale: 
     if training and dropout_p > 0.0:
         dropout_mask = keep_mask(qkv, (batch // groups, groups, num_heads, tokens, tokens), dropout_p)
     scale = 1 / math.sqrt(head_dim) if scale is None else float(scale)
-    return MultiHeadSelfAttention.apply(qkv, bias, num_heads=num_heads, mask=mask, scale=scale,
-                                        dropout_mask=dropout_mask)  # fmt: skip
+    return MultiHeadSelfAttention.apply(
+        qkv, bias, num_heads=num_heads, mask=mask, scale=scale, dropout_mask=dropout_mask
+    )
 
 
 def _broadcasts_to(shape: tuple, target: tuple) -> bool:

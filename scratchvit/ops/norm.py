@@ -34,9 +34,7 @@ class LayerNormFn(Function):
         # dx = r * (h - mean(h) - x_hat * mean(h * x_hat)), h = g * w; dw = sum(g * x_hat); db = sum(g)
         x_hat = self.x_hat
         h = grad if self.weight is None else grad * self.weight
-        grad_x = self.inv_std * (
-            h - h.mean(axis=-1, keepdims=True) - x_hat * (h * x_hat).mean(axis=-1, keepdims=True)
-        )
+        grad_x = self.inv_std * (h - h.mean(axis=-1, keepdims=True) - x_hat * (h * x_hat).mean(axis=-1, keepdims=True))
         rows = grad.reshape(-1, grad.shape[-1])
         grad_weight = None if self.weight is None else (rows * x_hat.reshape(rows.shape)).sum(axis=0)
         grad_bias = rows.sum(axis=0) if self.has_bias else None

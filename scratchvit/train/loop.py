@@ -86,9 +86,20 @@ def _call_loss(loss_fn, model, batch):
     return result
 
 
-def train_one_epoch(model, loader, optimizer, loss_fn, *, epoch: int = 0, step: int = 0, schedule=None,
-                    clip_grad: float | None = None, metrics: MetricsWriter | None = None, log_interval: int = 50,
-                    progress: bool = False) -> tuple:  # fmt: skip
+def train_one_epoch(
+    model,
+    loader,
+    optimizer,
+    loss_fn,
+    *,
+    epoch: int = 0,
+    step: int = 0,
+    schedule=None,
+    clip_grad: float | None = None,
+    metrics: MetricsWriter | None = None,
+    log_interval: int = 50,
+    progress: bool = False,
+) -> tuple:
     """One pass over `loader`, one optimizer step per batch.
 
     step: the global step count so far (the schedule's position). clip_grad: max global gradient
@@ -122,8 +133,9 @@ def train_one_epoch(model, loader, optimizer, loss_fn, *, epoch: int = 0, step: 
                 raise NonFiniteLossError(
                     f"the loss is {loss_value} at step {step} (epoch {epoch}, batch {batch_index}); stopped before "
                     "updating the weights (lower the lr, add warmup or clip_grad)",
-                    step=step, epoch=epoch,
-                )  # fmt: skip
+                    step=step,
+                    epoch=epoch,
+                )
             optimizer.zero_grad()
             if loss is not None:
                 loss.backward()
@@ -149,8 +161,13 @@ def train_one_epoch(model, loader, optimizer, loss_fn, *, epoch: int = 0, step: 
             bar.close()
     _combine_ranks(accuracy_meter)
     elapsed = time.perf_counter() - started
-    stats = {"loss": loss_meter.average, "lr": lr, "images": images_seen, "time": elapsed,
-             "images_per_s": images_seen / max(elapsed, 1e-9)}  # fmt: skip
+    stats = {
+        "loss": loss_meter.average,
+        "lr": lr,
+        "images": images_seen,
+        "time": elapsed,
+        "images_per_s": images_seen / max(elapsed, 1e-9),
+    }
     if accuracy_meter.count:
         stats["acc1"] = accuracy_meter.average
     return stats, step
@@ -196,9 +213,24 @@ def evaluate(model, loader, loss_fn=None, topk=(1, 5)) -> dict:
     return results
 
 
-def fit(model, train_loader, optimizer, *, epochs: int, eval_loader=None, loss_fn=None, label_smoothing: float = 0.0,
-        schedule=None, clip_grad: float | None = None, checkpoint=None, resume=None, metrics=None,
-        topk=(1, 5), log_interval: int = 50, progress: bool = True) -> list:  # fmt: skip
+def fit(
+    model,
+    train_loader,
+    optimizer,
+    *,
+    epochs: int,
+    eval_loader=None,
+    loss_fn=None,
+    label_smoothing: float = 0.0,
+    schedule=None,
+    clip_grad: float | None = None,
+    checkpoint=None,
+    resume=None,
+    metrics=None,
+    topk=(1, 5),
+    log_interval: int = 50,
+    progress: bool = True,
+) -> list:
     """Train for `epochs` epochs (counting those a resumed run already did); returns the history.
 
     loss_fn: `loss_fn(model, batch) -> (loss, logits or None)`; default classification_loss
@@ -243,9 +275,18 @@ def fit(model, train_loader, optimizer, *, epochs: int, eval_loader=None, loss_f
                 train_loader.set_epoch(epoch)
             try:
                 stats, step = train_one_epoch(
-                    model, train_loader, optimizer, train_loss_fn, epoch=epoch, step=step, schedule=schedule,
-                    clip_grad=clip_grad, metrics=writer, log_interval=log_interval, progress=progress,
-                )  # fmt: skip
+                    model,
+                    train_loader,
+                    optimizer,
+                    train_loss_fn,
+                    epoch=epoch,
+                    step=step,
+                    schedule=schedule,
+                    clip_grad=clip_grad,
+                    metrics=writer,
+                    log_interval=log_interval,
+                    progress=progress,
+                )
             except NonFiniteLossError as error:
                 kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
                 raise NonFiniteLossError(f"{error}; {kept}", step=error.step, epoch=error.epoch) from None
@@ -262,8 +303,9 @@ def fit(model, train_loader, optimizer, *, epochs: int, eval_loader=None, loss_f
             if checkpoint is not None:
                 saved = checkpoint  # rank 0 writes it; the other ranks name the same file in their errors
                 if distributed.is_main():
-                    saved = save_checkpoint(checkpoint, model, optimizer, schedule, epoch=epoch, step=step,
-                                            extra={"history": history})  # fmt: skip
+                    saved = save_checkpoint(
+                        checkpoint, model, optimizer, schedule, epoch=epoch, step=step, extra={"history": history}
+                    )
                 last_saved = f"{saved} (epoch {epoch})"
             if progress:
                 _print(

@@ -380,9 +380,12 @@ def param_groups_layer_decay(
         key = (this_id, no_decay)
         if key not in groups:
             groups[key] = {
-                "params": [], "param_names": [], "weight_decay": 0.0 if no_decay else float(weight_decay),
-                "lr_scale": float(layer_decay) ** (num_layers + 1 - this_id), "layer_id": this_id,
-            }  # fmt: skip
+                "params": [],
+                "param_names": [],
+                "weight_decay": 0.0 if no_decay else float(weight_decay),
+                "lr_scale": float(layer_decay) ** (num_layers + 1 - this_id),
+                "layer_id": this_id,
+            }
         groups[key]["params"].append(parameter)
         groups[key]["param_names"].append(name)
     return list(groups.values())

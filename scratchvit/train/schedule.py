@@ -103,8 +103,14 @@ class OneCycleSchedule(Schedule):
     As in PyTorch, asking for a step past total_steps is an error.
     """
 
-    def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4):  # fmt: skip
+    def __init__(
+        self,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+    ):
         super().__init__()
         if not total_steps > 0:
             raise ValueError(f"total_steps must be > 0, got {total_steps}")

@@ -18,8 +18,11 @@ CIFAR10_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b
 
 def random_batch(count, seed, label_keys=("labels",), classes=(10,)):
     rng = np.random.default_rng(seed)
-    batch = {b"batch_label": b"testing batch", b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
-             b"filenames": [b"img_%d.png" % index for index in range(count)]}  # fmt: skip
+    batch = {
+        b"batch_label": b"testing batch",
+        b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+        b"filenames": [b"img_%d.png" % index for index in range(count)],
+    }
     for key, class_count in zip(label_keys, classes, strict=True):
         batch[key.encode()] = [int(label) for label in rng.integers(0, class_count, count)]
     return batch
@@ -43,8 +46,10 @@ def make_cifar100(folder):
     for seed, split in enumerate(("train", "test")):
         batches[split] = random_batch(7 - seed, seed, ("fine_labels", "coarse_labels"), (100, 20))
         (folder / split).write_bytes(pickle.dumps(batches[split], protocol=2))
-    meta = {b"fine_label_names": [b"fine_%d" % k for k in range(100)],
-            b"coarse_label_names": [b"coarse_%d" % k for k in range(20)]}  # fmt: skip
+    meta = {
+        b"fine_label_names": [b"fine_%d" % k for k in range(100)],
+        b"coarse_label_names": [b"coarse_%d" % k for k in range(20)],
+    }
     (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
     return batches
 
@@ -179,15 +184,21 @@ def test_codecs_encode_is_allowed_only_for_latin1(tmp_path):
         (b"this is not a pickle at all", "not a readable pickle"),
         (pickle.dumps([1, 2, 3], protocol=2), "expected a pickled dict with keys"),
         (pickle.dumps({b"labels": [1]}, protocol=2), r"the dict lacks \['data'\]"),
-        (pickle.dumps({b"data": np.zeros((1, 3072), np.float32), b"labels": [1]}, protocol=2),
-         r"'data' must be a uint8 array of shape \(N, 3072\), got float32 array \(1, 3072\)"),
-        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}, protocol=2),
-         r"'labels' must be 2 integers"),
-        (pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [12]}, protocol=2),
-         "label 12 is out of range for 10 classes"),
+        (
+            pickle.dumps({b"data": np.zeros((1, 3072), np.float32), b"labels": [1]}, protocol=2),
+            r"'data' must be a uint8 array of shape \(N, 3072\), got float32 array \(1, 3072\)",
+        ),
+        (
+            pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}, protocol=2),
+            r"'labels' must be 2 integers",
+        ),
+        (
+            pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [12]}, protocol=2),
+            "label 12 is out of range for 10 classes",
+        ),
     ],
     ids=["garbage", "list", "no-data", "float-data", "label-count", "label-range"],
-)  # fmt: skip
+)
 def test_wrong_format_names_the_file_and_what_was_expected(tmp_path, content, message):
     make_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(content)

@@ -11,8 +11,14 @@ from hypothesis.extra import numpy as hnp
 
 from scratchvit.data import DatasetError, load_dataset, load_mnist, read_idx
 
-TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
-              np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}  # fmt: skip
+TYPE_CODES = {
+    np.dtype(np.uint8): 0x08,
+    np.dtype(np.int8): 0x09,
+    np.dtype(np.int16): 0x0B,
+    np.dtype(np.int32): 0x0C,
+    np.dtype(np.float32): 0x0D,
+    np.dtype(np.float64): 0x0E,
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -84,8 +90,11 @@ def test_load_dataset_mnist(tmp_path):
 def test_bad_magic_number_names_the_file_and_the_expected_magic(tmp_path):
     make_mnist(tmp_path, gz=True)
     write(tmp_path / "train-images-idx3-ubyte.gz", idx_bytes(np.zeros((12, 28), np.int16)))
-    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte\.gz: bad magic number 0x00000b02, "
-                       r"expected 0x00000803 for unsigned-byte images"):  # fmt: skip
+    with pytest.raises(
+        DatasetError,
+        match=r"train-images-idx3-ubyte\.gz: bad magic number 0x00000b02, "
+        r"expected 0x00000803 for unsigned-byte images",
+    ):
         load_mnist(tmp_path)
 
 
@@ -105,8 +114,11 @@ def test_truncated_idx_file_is_reported(tmp_path, cut):
 
 def test_truncated_idx_data_says_how_much_was_expected(tmp_path):
     path = write(tmp_path / "images", idx_bytes(np.zeros((3, 28, 28), np.uint8))[:-1])
-    with pytest.raises(DatasetError, match=r"truncated: the header says unsigned-byte data of shape \(3, 28, 28\), "
-                       r"2352 bytes, but 2351 bytes follow it"):  # fmt: skip
+    with pytest.raises(
+        DatasetError,
+        match=r"truncated: the header says unsigned-byte data of shape \(3, 28, 28\), "
+        r"2352 bytes, but 2351 bytes follow it",
+    ):
         read_idx(path)
 
 

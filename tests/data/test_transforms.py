@@ -40,8 +40,12 @@ def test_shapes_dtypes_and_the_input_left_alone(transform, dtype):
 
 @pytest.mark.parametrize("transform", ALL, ids=repr)
 def test_output_sizes(transform):
-    expected = {"Resize": {(7, 9), (16, 16)}, "RandomResizedCrop": {(8, 8)}, "RandomCrop": {(10, 12), (5, 5)},
-                "Compose": {(10, 10)}}.get(type(transform).__name__, {(10, 12)})  # fmt: skip
+    expected = {
+        "Resize": {(7, 9), (16, 16)},
+        "RandomResizedCrop": {(8, 8)},
+        "RandomCrop": {(10, 12), (5, 5)},
+        "Compose": {(10, 10)},
+    }.get(type(transform).__name__, {(10, 12)})
     assert transform(images(), np.random.default_rng(1)).shape[2:] in expected
 
 
@@ -67,8 +71,11 @@ def test_random_crop_cuts_a_window_of_the_padded_image(seed, padding):
     out = T.RandomCrop((4, 5), padding=padding)(batch, np.random.default_rng(seed))
     padded = np.pad(batch, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     for b in range(4):
-        windows = [padded[b, :, top : top + 4, left : left + 5]
-                   for top in range(padded.shape[2] - 3) for left in range(padded.shape[3] - 4)]  # fmt: skip
+        windows = [
+            padded[b, :, top : top + 4, left : left + 5]
+            for top in range(padded.shape[2] - 3)
+            for left in range(padded.shape[3] - 4)
+        ]
         assert any(np.array_equal(out[b], window) for window in windows)
 
 

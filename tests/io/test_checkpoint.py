@@ -65,8 +65,15 @@ def trained(width: int = 3, steps: int = 3):
 
 def test_round_trip_restores_model_optimizer_schedule_and_counters(tmp_path, suffix):
     model, optimizer, schedule = trained()
-    path = save_checkpoint(tmp_path / f"ckpt{suffix}", model, optimizer, schedule, epoch=4, step=3,
-                           extra={"history": [{"epoch": 4, "loss": 0.5}], "note": "hi"})  # fmt: skip
+    path = save_checkpoint(
+        tmp_path / f"ckpt{suffix}",
+        model,
+        optimizer,
+        schedule,
+        epoch=4,
+        step=3,
+        extra={"history": [{"epoch": 4, "loss": 0.5}], "note": "hi"},
+    )
     assert path == tmp_path / f"ckpt{suffix}"
     stored = read_checkpoint(path)
     assert isinstance(stored, Checkpoint) and stored.model is None
@@ -134,8 +141,9 @@ def test_load_checkpoint_rebuilds_a_registered_model_from_its_name(tmp_path, mon
 
 
 def test_load_checkpoint_rebuilds_a_vision_transformer(tmp_path):
-    model = sv.create_model("vit_tiny_patch16_224", img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2,
-                            num_classes=3)  # fmt: skip
+    model = sv.create_model(
+        "vit_tiny_patch16_224", img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=3
+    )
     path = save_checkpoint(tmp_path / "vit.npz", model)
     rebuilt = load_checkpoint(path).model
     assert type(rebuilt) is type(model) and rebuilt.model_kwargs == model.model_kwargs
@@ -230,8 +238,9 @@ RESUME_SCRIPT = textwrap.dedent(
 
 def run_fresh_python(script: Path, *args) -> None:
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                            env=environment, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(script), *map(str, args)], capture_output=True, text=True, env=environment, timeout=120
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -243,8 +252,11 @@ def test_resume_in_a_fresh_process_is_bit_identical(tmp_path, suffix, optimizer_
     run_fresh_python(script, "straight", optimizer_name, checkpoint, tmp_path / "straight.npz")  # 2N steps at once
     run_fresh_python(script, "first", optimizer_name, checkpoint, tmp_path / "first.npz")  # N steps, save
     run_fresh_python(script, "resume", optimizer_name, checkpoint, tmp_path / "resumed.npz")  # load, N more
-    with np.load(tmp_path / "straight.npz") as straight, np.load(tmp_path / "resumed.npz") as resumed, \
-            np.load(tmp_path / "first.npz") as first:  # fmt: skip
+    with (
+        np.load(tmp_path / "straight.npz") as straight,
+        np.load(tmp_path / "resumed.npz") as resumed,
+        np.load(tmp_path / "first.npz") as first,
+    ):
         assert sorted(straight.files) == sorted(resumed.files)
         for name in straight.files:
             np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
@@ -396,8 +408,9 @@ def test_sv_load_checkpoint_rebuilds_the_model_alone(tmp_path):
     import scratchvit as sv
 
     sv.manual_seed(0)
-    model = sv.create_model("vit_tiny_patch16_224", img_size=8, patch_size=4, embed_dim=12, depth=1, num_heads=2,
-                            num_classes=3)  # fmt: skip
+    model = sv.create_model(
+        "vit_tiny_patch16_224", img_size=8, patch_size=4, embed_dim=12, depth=1, num_heads=2, num_classes=3
+    )
     path = sv.save_checkpoint(tmp_path / "tiny.npz", model, epoch=0, step=0)
     rebuilt = sv.load_checkpoint(path).model
     assert type(rebuilt) is type(model) and rebuilt.model_name == "vit_tiny_patch16_224"

@@ -59,9 +59,13 @@ def test_the_same_arrays_as_the_package_reads():
 
 def test_every_dtype_and_an_empty_tensor(tmp_path):
     arrays = {
-        "f64": np.array([1.5, -2.0]), "i64": np.array([-3, 4], np.int64), "i8": np.array([-1], np.int8),
-        "u8": np.array([255], np.uint8), "bool": np.array([True, False]), "empty": np.zeros((0, 3), np.float32),
-    }  # fmt: skip
+        "f64": np.array([1.5, -2.0]),
+        "i64": np.array([-3, 4], np.int64),
+        "i8": np.array([-1], np.int8),
+        "u8": np.array([255], np.uint8),
+        "bool": np.array([True, False]),
+        "empty": np.zeros((0, 3), np.float32),
+    }
     names = {"f64": "F64", "i64": "I64", "i8": "I8", "u8": "U8", "bool": "BOOL", "empty": "F32"}
     header, data = {}, b""
     for key, array in arrays.items():
@@ -86,18 +90,32 @@ def test_every_dtype_and_an_empty_tensor(tmp_path):
         (b"", "shorter than the 8-byte header length"),
         (struct.pack("<Q", 1000) + b"{}", "header length says 1000 bytes"),
         (struct.pack("<Q", 4) + b"{no}", "not JSON"),
-        (_safetensors_bytes({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\0\0"),
-         "unsupported dtype F8_E4M3"),
-        (_safetensors_bytes({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
-         "truncated safetensors file: tensor 'w' ends at byte 16"),
-        (_safetensors_bytes({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}, b"\0" * 16),
-         "needs 12 bytes"),
+        (
+            _safetensors_bytes({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\0\0"),
+            "unsupported dtype F8_E4M3",
+        ),
+        (
+            _safetensors_bytes({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
+            "truncated safetensors file: tensor 'w' ends at byte 16",
+        ),
+        (
+            _safetensors_bytes({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}, b"\0" * 16),
+            "needs 12 bytes",
+        ),
         (_safetensors_bytes({"w": {"dtype": "F32", "shape": [2]}}, b""), "lacks dtype, shape or data_offsets"),
         (_safetensors_bytes({"__metadata__": ["x"]}, b""), "__metadata__ is a list"),
     ],
-    ids=["empty", "header past the end", "header not JSON", "float8", "data cut", "size mismatch", "no offsets",
-         "bad metadata"],  # fmt: skip
-)  # fmt: skip
+    ids=[
+        "empty",
+        "header past the end",
+        "header not JSON",
+        "float8",
+        "data cut",
+        "size mismatch",
+        "no offsets",
+        "bad metadata",
+    ],
+)
 def test_damaged_files_name_the_file_and_the_fault(tmp_path, content, message):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
@@ -132,9 +150,12 @@ def test_writing_needs_no_package(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
     arrays = {
-        "f16": np.array([0.5, -2.0], np.float16), "big_endian": np.arange(3, dtype=">i4"),
-        "bool": np.array([[True], [False]]), "scalar": np.float64(2.5), "empty": np.zeros((2, 0), np.uint8),
-    }  # fmt: skip
+        "f16": np.array([0.5, -2.0], np.float16),
+        "big_endian": np.arange(3, dtype=">i4"),
+        "bool": np.array([[True], [False]]),
+        "scalar": np.float64(2.5),
+        "empty": np.zeros((2, 0), np.uint8),
+    }
     path = write_safetensors(tmp_path / "w.safetensors", arrays, metadata={"format": "pt"})
     assert (len(path.read_bytes()) - sum(np.asarray(a).nbytes for a in arrays.values())) % 8 == 0  # aligned data
     state = read_safetensors(path, widen_half=False)

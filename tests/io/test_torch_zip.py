@@ -41,16 +41,16 @@ def _pickled_call(module: str, name: str, argument: str) -> bytes:
     """Protocol-2 pickle bytes of module.name(argument), written opcode by opcode (so no module need
     be importable here, torch included)."""
     text = argument.encode()
-    return (b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"X" + len(text).to_bytes(4, "little") + text
-            + b"\x85R.")  # fmt: skip
+    return b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"X" + len(text).to_bytes(4, "little") + text + b"\x85R."
 
 
 def test_a_plain_state_dict_comes_back_as_float32_arrays():
     state = read_torch_zip(FIXTURES / "vit.pth")
     assert list(state)[:3] == ["cls_token", "pos_embed", "patch_embed.proj.weight"]
     assert state["patch_embed.proj.weight"].shape == (32, 3, 8, 8)
-    assert all(array.dtype == np.float32 and array.flags.c_contiguous and array.flags.writeable
-               for array in state.values())  # fmt: skip
+    assert all(
+        array.dtype == np.float32 and array.flags.c_contiguous and array.flags.writeable for array in state.values()
+    )
 
 
 def test_views_offsets_and_shared_storages_are_rebuilt_exactly():
@@ -130,9 +130,14 @@ class _Exploit:
         (lambda marker: _pickled_call("torch.storage", "_load_from_bytes", str(marker)), "_load_from_bytes"),
         (lambda marker: _pickled_call("torch._utils", "_rebuild_tensor_v3", str(marker)), "_rebuild_tensor_v3"),
     ],
-    ids=["os.system in a dict", "os.system protocol 4", "builtins.exec", "torch.storage._load_from_bytes",
-         "torch._utils._rebuild_tensor_v3"],
-)  # fmt: skip
+    ids=[
+        "os.system in a dict",
+        "os.system protocol 4",
+        "builtins.exec",
+        "torch.storage._load_from_bytes",
+        "torch._utils._rebuild_tensor_v3",
+    ],
+)
 def test_a_malicious_global_is_refused_before_it_runs(tmp_path, make_pickle, refused):
     marker = tmp_path / "marker"
     path = _torch_zip(tmp_path / "evil.pth", make_pickle(marker))
@@ -161,8 +166,9 @@ def test_a_tensor_reaching_past_its_storage_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"overrun\.pth.*reaches element 5 of a storage of 4"):
         read_torch_zip(path)
     # the same record with a storage of 6 elements reads fine, with the stride applied
-    path = _torch_zip(tmp_path / "fits.pth", data_pkl.replace(b"K\x04tQ", b"K\x06tQ"),
-                      {"0": np.arange(6, dtype=np.float32).tobytes()})  # fmt: skip
+    path = _torch_zip(
+        tmp_path / "fits.pth", data_pkl.replace(b"K\x04tQ", b"K\x06tQ"), {"0": np.arange(6, dtype=np.float32).tobytes()}
+    )
     np.testing.assert_array_equal(read_torch_zip(path)["w"], np.arange(6, dtype=np.float32).reshape(3, 2))
 
 

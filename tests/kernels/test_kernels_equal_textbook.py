@@ -64,7 +64,9 @@ def run(entry, sizes, seed: int, dtype, tier: str, path: str) -> list:
 def test_every_registered_kernel_runs_in_some_op_table_entry():
     covered = {kernel for entry in OP_TABLE for dtype in DTYPES for kernel in kernels_of(entry, dtype)}
     registered = {entry.kernel for entry in kernels.registered_kernels() if entry.backend == "numpy"}
-    assert registered and registered <= covered, f"kernels no entry runs: {sorted(k.__name__ for k in registered - covered)}"
+    assert registered and registered <= covered, (
+        f"kernels no entry runs: {sorted(k.__name__ for k in registered - covered)}"
+    )
 
 
 @pytest.mark.parametrize("entry", ENTRIES_WITH_KERNELS, ids=[entry.name for entry in ENTRIES_WITH_KERNELS])

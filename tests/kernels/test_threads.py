@@ -71,8 +71,9 @@ def test_a_long_inner_dimension_is_cut_and_the_partial_products_summed(three_thr
     """g^T x of a weight gradient: 9 tokens summed for a 2 x 3 result, cut into three sums of 3."""
     cuts = []
     run_parts = threads.run_parts
-    monkeypatch.setattr(threads, "run_parts", lambda function, arguments: cuts.append(arguments) or
-                        run_parts(function, arguments))  # fmt: skip
+    monkeypatch.setattr(
+        threads, "run_parts", lambda function, arguments: cuts.append(arguments) or run_parts(function, arguments)
+    )
     a = np.arange(18, dtype=np.float32).reshape(9, 2).T  # transposed, as grad2d.T
     b = np.arange(27, dtype=np.float32).reshape(9, 3)
     np.testing.assert_array_equal(threads.matmul(a, b), a @ b)

@@ -25,8 +25,9 @@ def run_python(code: str, **environment) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPOSITORY), **environment)
     if "SCRATCHVIT_KERNELS" not in environment:
         env.pop("SCRATCHVIT_KERNELS", None)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_the_environment_chooses_the_tier():
@@ -34,7 +35,9 @@ def test_the_environment_chooses_the_tier():
     assert run_python(code).stdout.strip() == "fast"
     assert run_python(code, SCRATCHVIT_KERNELS="textbook").stdout.strip() == "textbook"
     wrong = run_python(code, SCRATCHVIT_KERNELS="turbo")
-    assert wrong.returncode != 0 and "SCRATCHVIT_KERNELS must be one of ('fast', 'textbook'), got 'turbo'" in wrong.stderr
+    assert (
+        wrong.returncode != 0 and "SCRATCHVIT_KERNELS must be one of ('fast', 'textbook'), got 'turbo'" in wrong.stderr
+    )
 
 
 def test_the_tier_context_restores_what_it_found():

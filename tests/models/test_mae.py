@@ -19,8 +19,18 @@ from scratchvit.models.mae import MaskedAutoencoderViT, mae_vit_base_patch16_dec
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
-TINY = dict(img_size=16, patch_size=4, in_chans=3, embed_dim=16, depth=1, num_heads=2,
-            decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2, mlp_ratio=2.0)  # fmt: skip
+TINY = dict(
+    img_size=16,
+    patch_size=4,
+    in_chans=3,
+    embed_dim=16,
+    depth=1,
+    num_heads=2,
+    decoder_embed_dim=8,
+    decoder_depth=1,
+    decoder_num_heads=2,
+    mlp_ratio=2.0,
+)
 
 
 def tiny(**overrides) -> MaskedAutoencoderViT:
@@ -84,8 +94,9 @@ def test_golden_forward_equals_official(name, device):
     assert max_rel(host(target), fixture["target"]) <= 1e-5
 
     # forward() is the three stages in a row
-    loss, pred, mask = model(sv.Tensor(fixture["input"], device=device), mask_ratio=float(fixture["mask_ratio"]),
-                             noise=fixture["noise"])  # fmt: skip
+    loss, pred, mask = model(
+        sv.Tensor(fixture["input"], device=device), mask_ratio=float(fixture["mask_ratio"]), noise=fixture["noise"]
+    )
     assert loss.item() == out["loss"].item()
     np.testing.assert_array_equal(host(pred), host(out["pred"]))
     np.testing.assert_array_equal(host(mask), host(out["mask"]))
@@ -295,8 +306,17 @@ def test_one_backward_reaches_every_trainable_parameter_and_no_fixed_one(device)
 
 def test_official_initialisation():
     sv.manual_seed(0)
-    model = MaskedAutoencoderViT(img_size=32, patch_size=4, in_chans=3, embed_dim=64, depth=2, num_heads=4,
-                                 decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4)  # fmt: skip
+    model = MaskedAutoencoderViT(
+        img_size=32,
+        patch_size=4,
+        in_chans=3,
+        embed_dim=64,
+        depth=2,
+        num_heads=4,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=4,
+    )
     state = {name: host(array) for name, array in model.state_dict().items()}
     for name, array in state.items():
         if name.endswith("bias") and "patch_embed" not in name:

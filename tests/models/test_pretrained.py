@@ -87,9 +87,12 @@ def test_loading_onto_a_device(device):
 
 def test_the_format_is_told_by_content_not_by_name(tmp_path):
     formats = {
-        "vit.pth": "torch", "vit.safetensors": "safetensors", "vit_augreg.npz": "big_vision",
-        "vit_big_vision.npz": "big_vision", "swin_official.pth": "torch",
-    }  # fmt: skip
+        "vit.pth": "torch",
+        "vit.safetensors": "safetensors",
+        "vit_augreg.npz": "big_vision",
+        "vit_big_vision.npz": "big_vision",
+        "swin_official.pth": "torch",
+    }
     for file, expected in formats.items():
         misnamed = tmp_path / f"{file}.bin"
         shutil.copyfile(FIXTURES / file, misnamed)
@@ -272,8 +275,13 @@ def test_a_non_square_position_grid_cannot_be_resampled(tmp_path):
 
 
 # ---- resampling, as properties ---------------------------------------------------------------------
-@given(old=st.integers(1, 9), new_h=st.integers(1, 12), new_w=st.integers(1, 12), prefix=st.integers(0, 2),
-       interpolation=st.sampled_from([("bicubic", True), ("bicubic", False), ("bilinear", False)]))  # fmt: skip
+@given(
+    old=st.integers(1, 9),
+    new_h=st.integers(1, 12),
+    new_w=st.integers(1, 12),
+    prefix=st.integers(0, 2),
+    interpolation=st.sampled_from([("bicubic", True), ("bicubic", False), ("bilinear", False)]),
+)
 def test_pos_embed_resampling_keeps_prefix_rows_and_constants(old, new_h, new_w, prefix, interpolation):
     rng = np.random.default_rng(old * 100 + new_h)
     pos_embed = np.concatenate([rng.standard_normal((1, prefix, 3)), np.full((1, old * old, 3), 2.5)], axis=1)
@@ -311,8 +319,9 @@ def test_convert_writes_timm_keyed_safetensors(tmp_path, case):
     from safetensors import safe_open
 
     case = CASES[case]
-    dst = convert_checkpoint(FIXTURES / case["file"], tmp_path / "converted.safetensors", case["model_name"],
-                             **case["kwargs"])  # fmt: skip
+    dst = convert_checkpoint(
+        FIXTURES / case["file"], tmp_path / "converted.safetensors", case["model_name"], **case["kwargs"]
+    )
     state, source = read_state_dict(dst)
     model = sv.create_model(case["model_name"], pretrained=dst, **case["kwargs"]).eval()
     assert source == "safetensors" and set(state) == set(model.state_dict())

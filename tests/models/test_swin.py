@@ -23,9 +23,13 @@ from scratchvit.models.swin import SwinTransformer, SwinTransformerBlock, Window
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 GOLDEN_SWIN = sorted(GOLDEN.glob("swin_*.npz"))
 REGISTERED = [
-    "swin_base_patch4_window12_384", "swin_base_patch4_window7_224", "swin_large_patch4_window12_384",
-    "swin_large_patch4_window7_224", "swin_small_patch4_window7_224", "swin_tiny_patch4_window7_224",
-]  # fmt: skip
+    "swin_base_patch4_window12_384",
+    "swin_base_patch4_window7_224",
+    "swin_large_patch4_window12_384",
+    "swin_large_patch4_window7_224",
+    "swin_small_patch4_window7_224",
+    "swin_tiny_patch4_window7_224",
+]
 
 
 def _host(array) -> np.ndarray:
@@ -38,8 +42,16 @@ def _relative_l2(actual, expected) -> float:
 
 def _tiny_model(**overrides) -> SwinTransformer:
     """A few-thousand-parameter Swin: 3 stages, 2x2 patches, 3x3 windows (shifted where they fit)."""
-    config = dict(img_size=(24, 18), patch_size=2, embed_dim=4, depths=(2, 2, 1), num_heads=(1, 2, 2),
-                  window_size=3, mlp_ratio=2.0, num_classes=5)  # fmt: skip
+    config = dict(
+        img_size=(24, 18),
+        patch_size=2,
+        embed_dim=4,
+        depths=(2, 2, 1),
+        num_heads=(1, 2, 2),
+        window_size=3,
+        mlp_ratio=2.0,
+        num_classes=5,
+    )
     return SwinTransformer(**{**config, **overrides})
 
 
@@ -64,8 +76,9 @@ def test_swin_tiny_parameter_count_equals_timm(swin_tiny):
 
 def test_registry_has_every_config_and_takes_overrides():
     assert set(REGISTERED) <= set(list_models("swin*"))
-    model = create_model("swin_base_patch4_window12_384", img_size=48, embed_dim=8, depths=(1, 1),
-                         num_heads=(1, 2), num_classes=3)  # fmt: skip
+    model = create_model(
+        "swin_base_patch4_window12_384", img_size=48, embed_dim=8, depths=(1, 1), num_heads=(1, 2), num_classes=3
+    )
     assert model.patch_embed.img_size == (48, 48)
     assert model.layers[0].blocks[0].window_size == (12, 12)
     assert model(np.zeros((1, 3, 48, 48), np.float32)).shape == (1, 3)

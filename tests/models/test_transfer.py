@@ -13,8 +13,19 @@ from scratchvit.models.mae import MaskedAutoencoderViT
 from scratchvit.models.transfer import prepare_linear_probe, vit_from_mae
 from scratchvit.models.vit import VisionTransformer
 
-CONFIG = dict(img_size=16, patch_size=4, in_chans=3, embed_dim=16, depth=2, num_heads=2,
-              decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2, mlp_ratio=2.0, norm_eps=1e-6)  # fmt: skip
+CONFIG = dict(
+    img_size=16,
+    patch_size=4,
+    in_chans=3,
+    embed_dim=16,
+    depth=2,
+    num_heads=2,
+    decoder_embed_dim=8,
+    decoder_depth=1,
+    decoder_num_heads=2,
+    mlp_ratio=2.0,
+    norm_eps=1e-6,
+)
 LENGTH = 16  # 16x16 images of 4x4 patches
 
 
@@ -48,7 +59,7 @@ ENCODER_KEYS = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embe
     for i in range(2)
     for layer in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
     for kind in ("weight", "bias")
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(
@@ -80,8 +91,9 @@ def test_token_features_equal_the_unmasked_encoder(device):
     assert not host(mask).any()  # nothing removed
     np.testing.assert_allclose(host(vit.forward_features(imgs)), host(latent), rtol=1e-6, atol=1e-6)
     # the probe's pre-logits are the class token after the final norm
-    np.testing.assert_allclose(host(vit.forward_head(vit.forward_features(imgs), pre_logits=True)),
-                               host(latent)[:, 0], rtol=1e-6, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        host(vit.forward_head(vit.forward_features(imgs), pre_logits=True)), host(latent)[:, 0], rtol=1e-6, atol=1e-6
+    )
 
 
 def test_token_features_equal_the_encoder_under_any_shuffle():
@@ -140,8 +152,13 @@ def test_linear_probe_trains_the_head_only(device):
 def test_linear_probe_head_is_batch_norm_then_linear_with_the_official_keys():
     vit = prepare_linear_probe(vit_from_mae(pretrained_mae(), num_classes=5, global_pool="token"))
     head_keys = sorted(name for name in vit.state_dict() if name.startswith("head."))
-    assert head_keys == ["head.0.num_batches_tracked", "head.0.running_mean", "head.0.running_var",
-                         "head.1.bias", "head.1.weight"]  # fmt: skip  (main_linprobe.py's Sequential)
+    assert head_keys == [
+        "head.0.num_batches_tracked",
+        "head.0.running_mean",
+        "head.0.running_var",
+        "head.1.bias",
+        "head.1.weight",
+    ]  # main_linprobe.py's Sequential
     batch_norm = vit.head[0]
     assert isinstance(batch_norm, sv.nn.BatchNorm1d) and not batch_norm.affine and batch_norm.eps == 1e-6
     imgs = images(batch=4)

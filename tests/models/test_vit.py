@@ -22,8 +22,7 @@ VIT_FIXTURES = sorted(GOLDEN.glob("vit_*.npz"))
 
 
 def _tiny(**overrides) -> VisionTransformer:
-    config = dict(img_size=8, patch_size=2, in_chans=3, num_classes=3, embed_dim=8, depth=2, num_heads=2,
-                  mlp_ratio=2.0)  # fmt: skip
+    config = dict(img_size=8, patch_size=2, in_chans=3, num_classes=3, embed_dim=8, depth=2, num_heads=2, mlp_ratio=2.0)
     return VisionTransformer(**{**config, **overrides})
 
 
@@ -96,16 +95,28 @@ def test_golden_parity_with_timm(path, device):
 
     if "pos_embed_resampled" in golden.files:  # dynamic_img_size: the grid timm resampled to
         resample = config["pos_embed_resample"]
-        resampled = resample_abs_pos_embed(model.pos_embed, resample["new_grid"], old_size=resample["old_grid"],
-                                           num_prefix_tokens=resample["num_prefix_tokens"])  # fmt: skip
+        resampled = resample_abs_pos_embed(
+            model.pos_embed,
+            resample["new_grid"],
+            old_size=resample["old_grid"],
+            num_prefix_tokens=resample["num_prefix_tokens"],
+        )
         assert _max_relative(resampled.numpy(), golden["pos_embed_resampled"]) <= 1e-5
 
 
 # ---- registry and configuration -------------------------------------------------------------------
 def test_named_configurations_are_registered_with_timm_sizes():
-    names = ["vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_large_patch16_224",
-             "vit_tiny_patch16_384", "vit_small_patch16_384", "vit_base_patch16_384", "vit_large_patch16_384",
-             "vit_base_patch32_224"]  # fmt: skip
+    names = [
+        "vit_tiny_patch16_224",
+        "vit_small_patch16_224",
+        "vit_base_patch16_224",
+        "vit_large_patch16_224",
+        "vit_tiny_patch16_384",
+        "vit_small_patch16_384",
+        "vit_base_patch16_384",
+        "vit_large_patch16_384",
+        "vit_base_patch32_224",
+    ]
     assert set(names) <= set(sv.list_models("vit_*"))
     widths = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12), "large": (1024, 16)}
     for name in names:
@@ -159,16 +170,25 @@ def test_timm_keyword_rules():
 def test_without_position_information_patch_order_does_not_matter(grid_h, grid_w, patch, seed):
     """No class token, no position embedding, mean pooling: the model is a function of the set of patches."""
     sv.manual_seed(seed)
-    model = _tiny(img_size=(grid_h * patch, grid_w * patch), patch_size=patch, global_pool="avg",
-                  class_token=False, pos_embed="none").eval()  # fmt: skip
+    model = _tiny(
+        img_size=(grid_h * patch, grid_w * patch),
+        patch_size=patch,
+        global_pool="avg",
+        class_token=False,
+        pos_embed="none",
+    ).eval()
     images = np.random.default_rng(seed).standard_normal((2, 3, grid_h * patch, grid_w * patch)).astype(np.float32)
     # (B, C, h, P, w, P) -> patches (B, C, h*w, P, P), shuffled, put back as an image
     patches = (
         images.reshape(2, 3, grid_h, patch, grid_w, patch).transpose(0, 1, 2, 4, 3, 5).reshape(2, 3, -1, patch, patch)
     )
     order = np.random.default_rng(seed + 1).permutation(grid_h * grid_w)
-    shuffled = (patches[:, :, order].reshape(2, 3, grid_h, grid_w, patch, patch).transpose(0, 1, 2, 4, 3, 5)
-                .reshape(images.shape))  # fmt: skip
+    shuffled = (
+        patches[:, :, order]
+        .reshape(2, 3, grid_h, grid_w, patch, patch)
+        .transpose(0, 1, 2, 4, 3, 5)
+        .reshape(images.shape)
+    )
     with sv.no_grad():
         expected, got = model(sv.Tensor(images)).numpy(), model(sv.Tensor(shuffled)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
@@ -188,8 +208,14 @@ def test_without_position_information_patch_order_does_not_matter(grid_h, grid_w
 def test_output_shapes_for_every_valid_image_size(grid, patch, batch, num_classes, pool_and_token, no_embed_class):
     global_pool, class_token = pool_and_token
     img_size = (grid[0] * patch[0], grid[1] * patch[1])
-    model = _tiny(img_size=img_size, patch_size=patch, num_classes=num_classes, global_pool=global_pool,
-                  class_token=class_token, no_embed_class=no_embed_class)  # fmt: skip
+    model = _tiny(
+        img_size=img_size,
+        patch_size=patch,
+        num_classes=num_classes,
+        global_pool=global_pool,
+        class_token=class_token,
+        no_embed_class=no_embed_class,
+    )
     with sv.no_grad():
         features = model.forward_features(_images((batch, 3, *img_size)))
         output = model.forward_head(features)
@@ -221,8 +247,16 @@ def test_dynamic_img_size_at_the_built_size_equals_the_fixed_model():
 
 def test_one_training_step_gives_every_parameter_a_gradient():
     sv.manual_seed(0)
-    model = _tiny(depth=3, init_values=1e-1, drop_rate=0.1, pos_drop_rate=0.1, proj_drop_rate=0.1,
-                  attn_drop_rate=0.1, drop_path_rate=0.1, dynamic_img_size=True)  # fmt: skip
+    model = _tiny(
+        depth=3,
+        init_values=1e-1,
+        drop_rate=0.1,
+        pos_drop_rate=0.1,
+        proj_drop_rate=0.1,
+        attn_drop_rate=0.1,
+        drop_path_rate=0.1,
+        dynamic_img_size=True,
+    )
     images = _images((4, 3, 8, 10))  # not the built size: the position embedding is resampled
     logits = model(images)
     assert logits.shape == (4, 3)

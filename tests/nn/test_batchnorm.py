@@ -41,9 +41,13 @@ def test_training_normalises_with_batch_statistics_and_updates_the_running_ones(
 
 def test_eval_uses_the_running_statistics_and_leaves_them_alone(device):
     bn = nn.BatchNorm1d(3, eps=1e-6, affine=False).to(device)
-    bn.load_state_dict({"running_mean": np.array([1.0, -2.0, 0.5], np.float32),
-                        "running_var": np.array([4.0, 0.25, 1.0], np.float32),
-                        "num_batches_tracked": np.array(7)})  # fmt: skip
+    bn.load_state_dict(
+        {
+            "running_mean": np.array([1.0, -2.0, 0.5], np.float32),
+            "running_var": np.array([4.0, 0.25, 1.0], np.float32),
+            "num_batches_tracked": np.array(7),
+        }
+    )
     bn.eval()
     x = np.random.default_rng(1).standard_normal((1, 3)).astype(np.float32)  # a batch of one is fine in eval
     out = host(bn(sv.Tensor(x, device=device)))
@@ -58,15 +62,15 @@ def test_momentum_none_is_a_cumulative_average():
     for batch in batches:
         bn(sv.Tensor(batch))
     np.testing.assert_allclose(host(bn.running_mean), np.mean([b.mean(axis=0) for b in batches], axis=0), rtol=1e-5)
-    np.testing.assert_allclose(host(bn.running_var), np.mean([b.var(axis=0, ddof=1) for b in batches], axis=0),
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        host(bn.running_var), np.mean([b.var(axis=0, ddof=1) for b in batches], axis=0), rtol=1e-5
+    )
 
 
 def test_affine_scales_and_shifts_and_state_dict_keys_are_torchs():
     bn = nn.BatchNorm1d(3)
     assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
-    assert list(nn.BatchNorm1d(3, affine=False).state_dict()) == ["running_mean", "running_var",
-                                                                  "num_batches_tracked"]  # fmt: skip
+    assert list(nn.BatchNorm1d(3, affine=False).state_dict()) == ["running_mean", "running_var", "num_batches_tracked"]
     bn.weight.data[:] = [1.0, 2.0, -1.0]
     bn.bias.data[:] = [0.0, 0.5, 3.0]
     x = np.random.default_rng(2).standard_normal((8, 3)).astype(np.float32)

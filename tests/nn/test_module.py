@@ -30,9 +30,15 @@ class TwoLayer(nn.Module):
 def test_named_parameters_follow_registration_order_with_dotted_names():
     names = [name for name, _ in TwoLayer().named_parameters()]
     assert names == [
-        "scale", "first.weight", "first.bias", "norm.weight", "norm.bias",
-        "blocks.0.weight", "blocks.0.bias", "blocks.1.weight",
-    ]  # fmt: skip
+        "scale",
+        "first.weight",
+        "first.bias",
+        "norm.weight",
+        "norm.bias",
+        "blocks.0.weight",
+        "blocks.0.bias",
+        "blocks.1.weight",
+    ]
 
 
 def test_state_dict_has_parameters_and_persistent_buffers_only():
@@ -167,7 +173,7 @@ def test_attention_equals_a_loop_over_heads():
     qkv = x @ attention.qkv.weight.data.T + attention.qkv.bias.data
     heads = []
     for head in range(3):
-        q, k, v = (qkv[..., part * 12 + head * 4: part * 12 + head * 4 + 4] for part in range(3))
+        q, k, v = (qkv[..., part * 12 + head * 4 : part * 12 + head * 4 + 4] for part in range(3))
         scores = q @ k.transpose(0, 2, 1) / 2.0
         weights = np.exp(scores - scores.max(-1, keepdims=True))
         heads.append(weights / weights.sum(-1, keepdims=True) @ v)
@@ -184,17 +190,19 @@ def test_patch_embed_equals_a_strided_convolution():
     expected = np.empty((2, 2, 3, 5), np.float32)
     for row in range(2):
         for column in range(3):
-            patch = images[:, :, row * 4: row * 4 + 4, column * 4: column * 4 + 4]
+            patch = images[:, :, row * 4 : row * 4 + 4, column * 4 : column * 4 + 4]
             expected[:, row, column] = np.einsum("bcpq,dcpq->bd", patch, weight) + bias
     np.testing.assert_allclose(out, expected.reshape(2, 6, 5), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
     "shape, message",
-    [((2, 4, 8, 12), "4 channels but the model expects in_chans=3"),
-     ((2, 3, 8, 8), "image size 8x8 does not match the model's img_size 8x12"),
-     ((3, 8, 12), "must be (B, C, H, W)")],
-)  # fmt: skip
+    [
+        ((2, 4, 8, 12), "4 channels but the model expects in_chans=3"),
+        ((2, 3, 8, 8), "image size 8x8 does not match the model's img_size 8x12"),
+        ((3, 8, 12), "must be (B, C, H, W)"),
+    ],
+)
 def test_patch_embed_rejects_bad_images(shape, message):
     embed = nn.PatchEmbed(img_size=(8, 12), patch_size=4, in_chans=3, embed_dim=5)
     with pytest.raises(ValueError) as error:

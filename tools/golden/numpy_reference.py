@@ -7,6 +7,7 @@ scratchvit package and is not meant to be fast.
 
     python tools/golden/numpy_reference.py [tests/golden]
 """
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,11 @@ _erf = np.vectorize(math.erf)
 
 # -- position embeddings ----------------------------------------------------------------------
 
+
 def _cubic(x: np.ndarray, a: float) -> np.ndarray:
     """Keys cubic convolution kernel with parameter a."""
     x = np.abs(x)
-    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
-                    np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1, np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
 
 
 def resample_matrix(in_size: int, out_size: int, antialias: bool) -> np.ndarray:
@@ -70,22 +71,26 @@ def mae_sincos_pos_embed(embed_dim: int, grid: int) -> np.ndarray:
     ROW (h) index; each half is [sin(pos * omega), cos(pos * omega)] with
     omega_k = 10000 ** (-k / (D/4)), k = 0 .. D/4 - 1. Row 0 (class token) is zeros.
     """
+
     def one(dim, pos):
         omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
         out = np.outer(pos, omega)
         return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 
     rows, cols = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
-    emb = np.concatenate([one(embed_dim // 2, cols.ravel().astype(np.float64)),
-                          one(embed_dim // 2, rows.ravel().astype(np.float64))], axis=1)
+    emb = np.concatenate(
+        [one(embed_dim // 2, cols.ravel().astype(np.float64)), one(embed_dim // 2, rows.ravel().astype(np.float64))],
+        axis=1,
+    )
     return np.concatenate([np.zeros((1, embed_dim)), emb])[None].astype(np.float32)
 
 
 # -- layers -----------------------------------------------------------------------------------
 
+
 def layer_norm(x, w, b, eps):
     mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)        # biased variance
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)  # biased variance
     return (x - mean) / np.sqrt(var + eps) * w + b
 
 
@@ -95,7 +100,7 @@ def linear(x, P, key):
 
 
 def gelu(x):
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))      # exact (erf) GELU
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))  # exact (erf) GELU
 
 
 def softmax(x):
@@ -133,6 +138,7 @@ def vit_block(x, P, key, heads, eps):
 
 # -- models -----------------------------------------------------------------------------------
 
+
 def vit(z, P, cfg):
     kw, eps = cfg["kwargs"], 1e-6
     x = patch_embed(z["input"].astype(np.float64), P["patch_embed.proj.weight"], P["patch_embed.proj.bias"])
@@ -148,7 +154,7 @@ def vit(z, P, cfg):
     x = x.reshape(B, -1, D)
     if prefix:
         x = np.concatenate([np.broadcast_to(P["cls_token"], (B, 1, D)), x], axis=1)
-    x = x + pos                                           # concat class token, then add
+    x = x + pos  # concat class token, then add
     for i in range(kw["depth"]):
         x = vit_block(x, P, f"blocks.{i}", kw["num_heads"], eps)
     if "norm.weight" in P:
@@ -179,12 +185,14 @@ def window_reverse(windows, wh, ww, H, W):
 
 def shift_mask(Hp, Wp, wh, ww, sh, sw):
     """(nW, N, N) with 0 where two tokens share a region of the shifted grid, -100 elsewhere."""
+
     def regions(n, w, s):
         r = np.zeros(n, int)
-        if s:                                             # an axis with shift 0 is not split
-            r[n - w:n - s] = 1
-            r[n - s:] = 2
+        if s:  # an axis with shift 0 is not split
+            r[n - w : n - s] = 1
+            r[n - s :] = 2
         return r
+
     ids = regions(Hp, wh, sh)[:, None] * 3 + regions(Wp, ww, sw)[None, :]
     win = window_partition(ids[None, :, :, None].astype(np.float64), wh, ww)[..., 0]
     return np.where(win[:, None, :] != win[:, :, None], -100.0, 0.0)
@@ -196,7 +204,7 @@ def swin(z, P, cfg):
     x = layer_norm(x, P["patch_embed.norm.weight"], P["patch_embed.norm.bias"], eps)
     window = kw["window_size"]
     for s, (depth, heads) in enumerate(zip(kw["depths"], kw["num_heads"], strict=True)):
-        if s > 0:                                         # PatchMerging at the START of stages 1..
+        if s > 0:  # PatchMerging at the START of stages 1..
             B, H, W, C = x.shape
             x = np.pad(x, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)))
             H, W = x.shape[1:3]
@@ -213,7 +221,7 @@ def swin(z, P, cfg):
             h = layer_norm(x, P[key + ".norm1.weight"], P[key + ".norm1.bias"], eps)
             h = np.roll(h, (-sh, -sw), axis=(1, 2))
             ph, pw = (-H) % wh, (-W) % ww
-            h = np.pad(h, ((0, 0), (0, ph), (0, pw), (0, 0)))   # zeros, after roll, not masked
+            h = np.pad(h, ((0, 0), (0, ph), (0, pw), (0, 0)))  # zeros, after roll, not masked
             Hp, Wp = H + ph, W + pw
             windows = window_partition(h, wh, ww)
             N = wh * ww
@@ -226,8 +234,9 @@ def swin(z, P, cfg):
                     assert np.array_equal(mask, z[f"buffer/{key}.attn_mask"]), key
                 bias = (bias.reshape(B, -1, heads, N, N) + mask[None, :, None]).reshape(-1, heads, N, N)
             if f"buffer/{key}.attn.relative_position_index" in z.files:
-                assert np.array_equal(relative_position_index(wh, ww),
-                                      z[f"buffer/{key}.attn.relative_position_index"]), key
+                assert np.array_equal(
+                    relative_position_index(wh, ww), z[f"buffer/{key}.attn.relative_position_index"]
+                ), key
             out = window_reverse(attention(windows, P, key + ".attn", heads, bias), wh, ww, Hp, Wp)[:, :H, :W]
             x = x + np.roll(out, (sh, sw), axis=(1, 2))
             x = x + mlp(layer_norm(x, P[key + ".norm2.weight"], P[key + ".norm2.bias"], eps), P, key + ".mlp")
@@ -247,12 +256,12 @@ def mae(z, P, cfg):
     x = patch_embed(imgs, P["patch_embed.proj.weight"], P["patch_embed.proj.bias"]).reshape(B, L, -1)
     x = x + P["pos_embed"][:, 1:]
     keep = int(L * (1 - float(z["mask_ratio"])))
-    ids_shuffle = np.argsort(z["noise"], axis=1, kind="stable")    # ascending: small noise is kept
+    ids_shuffle = np.argsort(z["noise"], axis=1, kind="stable")  # ascending: small noise is kept
     ids_restore = np.argsort(ids_shuffle, axis=1, kind="stable")
     x = np.take_along_axis(x, ids_shuffle[:, :keep, None], axis=1)
     mask = np.ones((B, L))
     mask[:, :keep] = 0
-    mask = np.take_along_axis(mask, ids_restore, axis=1)            # 0 keep, 1 removed
+    mask = np.take_along_axis(mask, ids_restore, axis=1)  # 0 keep, 1 removed
     cls = P["cls_token"] + P["pos_embed"][:, :1]
     x = np.concatenate([np.broadcast_to(cls, (B, 1, x.shape[-1])), x], axis=1)
     for i in range(kw["depth"]):
@@ -269,7 +278,7 @@ def mae(z, P, cfg):
     # patchify: 'nchpwq->nhwpqc', patch vector in (p, q, c) order
     target = imgs.reshape(B, 3, G, p, G, p).transpose(0, 2, 4, 3, 5, 1).reshape(B, L, p * p * 3)
     if kw["norm_pix_loss"]:
-        var = target.var(-1, ddof=1, keepdims=True)                # unbiased
+        var = target.var(-1, ddof=1, keepdims=True)  # unbiased
         target = (target - target.mean(-1, keepdims=True)) / np.sqrt(var + 1e-6)
     loss = (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum()
     return dict(ids_restore=ids_restore, mask=mask, latent=latent, target=target, pred=pred, loss=np.array(loss))
@@ -285,8 +294,9 @@ def check_resample(z) -> float:
         name, old, new = case["name"], case["old_size"], case["new_size"]
         grid = z[f"{name}/input"][0, 1:].astype(np.float64).reshape(old[0], old[1], -1)
         for tag, aa in (("aa", True), ("noaa", False)):
-            out = np.einsum("ih,jw,hwd->ijd", resample_matrix(old[0], new[0], aa),
-                            resample_matrix(old[1], new[1], aa), grid).reshape(-1, grid.shape[-1])
+            out = np.einsum(
+                "ih,jw,hwd->ijd", resample_matrix(old[0], new[0], aa), resample_matrix(old[1], new[1], aa), grid
+            ).reshape(-1, grid.shape[-1])
             ref = z[f"{name}/{tag}"][0, 1:]
             worst = max(worst, float(np.abs(out - ref).max() / np.abs(ref).max()))
     return worst
@@ -303,7 +313,7 @@ def verify(golden_dir: Path, tol: float = 1e-5) -> list[str]:
             bad += [path.stem] if err > tol else []
             continue
         cfg = json.loads(str(z["config"]))
-        P = {k[len("param/"):]: z[k].astype(np.float64) for k in z.files if k.startswith("param/")}
+        P = {k[len("param/") :]: z[k].astype(np.float64) for k in z.files if k.startswith("param/")}
         for key, ours in FAMILIES[cfg["family"]](z, P, cfg).items():
             ref = z[key]
             err = float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
