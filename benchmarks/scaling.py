@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -27,9 +26,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # scratchvit, when run from a checkout without installing
 
+from scratchvit.app.launch import ONE_THREAD, find_mpiexec  # noqa: E402
 from scratchvit.app.recipes import WORKLOADS  # noqa: E402
-
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def worker(name: str, steps: int, warmup: int) -> None:
@@ -121,10 +119,9 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.steps, args.warmup)
         return
-    mpiexec = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
     rows = []
     for processes in args.processes:
-        rows.append(run(args.workload, processes, args.steps, args.warmup, mpiexec))
+        rows.append(run(args.workload, processes, args.steps, args.warmup, find_mpiexec()))
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]
     print(f"\n{'processes':>9}  {'step ms':>8}  {'samples/s':>9}  {'speed-up':>8}  {'efficiency':>10}  "
