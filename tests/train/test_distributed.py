@@ -324,9 +324,11 @@ def test_scratchvit_train_under_mpiexec_trains_as_one_process_and_its_checkpoint
 @needs_mpi
 def test_scratchvit_train_procs_2_starts_two_ranks_and_passes_on_their_exit_code(tmp_path):
     pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (the demo extra)")
-    command = [sys.executable, "-m", "scratchvit", "train", "--model", "vit_tiny_patch16_224", "--data", "digits",
-               "--patch-size", "4", "--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--batch-size", "256",
-               "--epochs", "1", "--no-progress", "--out", str(tmp_path), "--procs", "2"]  # fmt: skip
+    arguments = (
+        "train --model vit_tiny_patch16_224 --data digits --patch-size 4 --embed-dim 16 --depth 1 --num-heads 2 "
+        "--batch-size 256 --epochs 1 --no-progress --procs 2"
+    ).split()
+    command = [sys.executable, "-m", "scratchvit", *arguments, "--out", str(tmp_path)]
     completed = run(command, timeout=60)  # no mpiexec here: --procs starts it
     assert completed.returncode == 0, completed.stderr
     assert "on cpu x 2 ranks" in completed.stdout and completed.stdout.count("checkpoint: ") == 1, completed.stdout
