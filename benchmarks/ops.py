@@ -76,12 +76,15 @@ def torch_case(name: str, arrays: list):
         return x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).flatten(3)
 
     run = {
-        "linear_qkv": TF.linear, "linear_fc1": TF.linear,
+        "linear_qkv": TF.linear,
+        "linear_fc1": TF.linear,
         "layer_norm": lambda x, w, b: TF.layer_norm(x, (x.shape[-1],), w, b, 1e-6),
-        "softmax": lambda x: torch.softmax(x, -1), "gelu": TF.gelu,
+        "softmax": lambda x: torch.softmax(x, -1),
+        "gelu": TF.gelu,
         "attention": TF.scaled_dot_product_attention,
-        "window_partition_roll": window_partition_roll, "patch_merge": patch_merge,
-    }[name]  # fmt: skip
+        "window_partition_roll": window_partition_roll,
+        "patch_merge": patch_merge,
+    }[name]
 
     def step():
         out = run(*tensors)
@@ -93,6 +96,8 @@ def torch_case(name: str, arrays: list):
 
 
 def worker(framework: str, repeats: int, names: list) -> dict:
+    """framework "scratchvit" (fast tier, tuned as the scratchvit command tunes the process),
+    "textbook" (SCRATCHVIT_KERNELS=textbook, the process as it is) or "torch"."""
     import numpy as np
 
     if framework == "torch":
@@ -102,13 +107,16 @@ def worker(framework: str, repeats: int, names: list) -> dict:
     rng = np.random.default_rng(0)
     results = {}
     if framework == "scratchvit":  # first: once scratchvit takes over, NumPy's own products run on one thread
+        import scratchvit as sv
+
         size = 2048
         a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
         results["numpy_sgemm_gflops"] = 2 * size**3 / median_seconds(lambda: a @ b, repeats, warmup=2) / 1e9
+        sv.kernels.tune_process()
     for name in names:
         shapes = CASES[name][0]
         arrays = [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
-        make = scratchvit_case if framework == "scratchvit" else torch_case
+        make = torch_case if framework == "torch" else scratchvit_case
         results[name] = median_seconds(make(name, arrays), repeats, warmup=2)
     return results
 
@@ -121,7 +129,8 @@ def main() -> None:
         "--only", nargs="+", choices=sorted(CASES), metavar="OP", help=f"run only these ops (of {', '.join(CASES)})"
     )
     parser.add_argument("--torch-python", default=torch_python_default())
-    parser.add_argument("--worker", choices=["scratchvit", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--textbook", action="store_true", help="also time the textbook tier")
+    parser.add_argument("--worker", choices=["scratchvit", "textbook", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.repeats, args.only or list(CASES))))
@@ -130,6 +139,12 @@ def main() -> None:
     if args.only:
         options += ["--only", *args.only]
     ours = run_worker(script, sys.executable, options + ["--worker", "scratchvit"], args.threads)
+    textbook = {}
+    if args.textbook:
+        textbook_environment = {"SCRATCHVIT_KERNELS": "textbook"}
+        textbook = run_worker(
+            script, sys.executable, options + ["--worker", "textbook"], args.threads, textbook_environment
+        )
     peer = run_worker(script, args.torch_python, options + ["--worker", "torch"], args.threads)
     if "error" in ours:
         raise SystemExit(f"scratchvit worker failed: {ours['error']}")
@@ -139,15 +154,22 @@ def main() -> None:
         _, flops, moved = CASES[name]
         line = {"op": name, "scratchvit_ms": round(ours[name] * 1e3, 3)}
         if flops:
-            line.update(scratchvit_gflops=round(flops / ours[name] / 1e9, 1),
-                        percent_of_peak=round(100 * flops / ours[name] / 1e9 / peak, 1))  # fmt: skip
+            line.update(
+                scratchvit_gflops=round(flops / ours[name] / 1e9, 1),
+                percent_of_peak=round(100 * flops / ours[name] / 1e9 / peak, 1),
+            )
         if moved:
             line["scratchvit_gb_per_s"] = round(moved / ours[name] / 1e9, 1)
+        if name in textbook:
+            line["textbook_ms"] = round(textbook[name] * 1e3, 3)
         if "error" not in peer:
             line.update(torch_ms=round(peer[name] * 1e3, 3), ratio=round(ours[name] / peer[name], 3))
+            if name in textbook:
+                line["textbook_ratio"] = round(textbook[name] / peer[name], 3)
         print(json.dumps(line), flush=True)
-    if "error" in peer:
-        print(json.dumps({"torch_error": peer["error"]}))
+    for label, result in (("textbook", textbook), ("torch", peer)):
+        if "error" in result:
+            print(json.dumps({f"{label}_error": result["error"]}))
 
 
 if __name__ == "__main__":

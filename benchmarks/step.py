@@ -43,7 +43,8 @@ def worker_scratchvit(name: str, steps: int, warmup: int, device: str) -> dict:
     from scratchvit.app.recipes import benchmark
     from scratchvit.models.summary import summarize
 
-    sv.kernels.tune_process()  # as the scratchvit command does
+    if sv.kernels.current_tier() == "fast":
+        sv.kernels.tune_process()  # as the scratchvit command does
     reset_peak_memory()
     baseline = proc_status_bytes("VmRSS")
     result = benchmark(name, device=device, steps=steps, warmup=warmup)

@@ -86,7 +86,7 @@ model.zero_grad()
 # AdamW with weight decay 0.05 off the biases, norms and position embedding (timm's rule), a
 # one-cycle learning rate peaking at 2e-3, label smoothing 0.1, batches of 64, 50 epochs, evaluated
 # on the test images after every epoch. `run_demo` builds its own model from `DIGITS_VIT` with the
-# same seed, trains it and writes the figures. The PyTorch + timm reference (shared/BASELINES.md)
+# same seed, trains it and writes the figures. The PyTorch + timm reference recipe (demos/README.md)
 # trains 30 epochs with a class token and no stochastic depth: 97.5% on its seed, but 93-96% on
 # others, in timm and here alike; `scratchvit/app/demo.py` says why the recipe changed.
 

@@ -1,6 +1,6 @@
-"""Fit the Mills ratio of scratchvit/ops/normal.py: m(u) = Phi(-u) / phi(u) ~ P(u) / Q(u) on [0, CLIP].
+"""Fit the Mills ratio of scratchvit/kernels/cpu/normal_tail.py: m(u) = Phi(-u) / phi(u) ~ P(u) / Q(u) on [0, CLIP].
 
-    /work/torchenv/bin/python tools/fit_mills_ratio.py      # any Python with numpy and scipy
+    python tools/fit_mills_ratio.py      # any Python with numpy and scipy
 
 Prints the coefficients (paste them into MILLS_P / MILLS_Q) and the maximum relative error of the
 fit, evaluated in float64, on a dense grid.

@@ -170,7 +170,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    """A weights file of any readable format -> a timm-keyed safetensors file (io.convert_checkpoint)."""
+    """A weights file of any readable format -> a timm-keyed safetensors file (models.pretrained.convert_checkpoint)."""
     from ..models import convert_checkpoint
 
     written = convert_checkpoint(args.src, args.dst, args.model_name, **_model_kwargs(args))
@@ -455,9 +455,11 @@ def main(argv=None) -> int:
 
 
 def run() -> None:
-    """The `scratchvit` console command: the process-wide settings of the fast tier
-    (kernels.tune_process: malloc, scratchvit's threads), then main()."""
-    kernels.tune_process()
+    """The `scratchvit` console command: on the fast tier its process-wide settings first
+    (kernels.tune_process: malloc, scratchvit's threads; the textbook tier leaves the process as
+    it is, OpenBLAS on its own threads), then main()."""
+    if kernels.current_tier() == "fast":
+        kernels.tune_process()
     sys.exit(main())
 
 
