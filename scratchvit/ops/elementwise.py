@@ -1,8 +1,11 @@
 """Elementwise arithmetic: add sub mul div pow neg exp log sqrt tanh abs maximum where cast.
 
-Binary ops broadcast like NumPy; their backward sums each gradient back to its input's shape
-with `unbroadcast`. Backward functions never write into the incoming `grad` (other inputs may
-hold the same array).
+Every op here works entry by entry, so its backward is the chain rule entry by entry: for
+y = f(x), dx = g * f'(x), with g = dL/dy of y's shape. A binary op y = f(a, b) gives
+da = g * df/da and db = g * df/db. Binary ops broadcast like NumPy: an input stretched along an
+axis was used once per position there, so its gradient is the sum over those positions, which
+`unbroadcast` takes (e.g. b: (C,) added to x: (B, N, C) gets db = g summed over B and N).
+Backward functions never write into the incoming `grad` (other inputs may hold the same array).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from ..backend import xp_of
 
 
 class Add(Function):
+    """y = a + b, broadcasting: a, b -> broadcast shape. dy/da = dy/db = 1 => da = db = g, unbroadcast."""
+
     def forward(self, a, b):
         self.a_shape, self.b_shape = a.shape, b.shape
         return a + b
@@ -22,6 +27,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    """y = a - b, broadcasting. dy/da = 1, dy/db = -1 => da = g, db = -g, unbroadcast."""
+
     def forward(self, a, b):
         self.a_shape, self.b_shape = a.shape, b.shape
         return a - b
@@ -32,6 +39,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """y = a * b, broadcasting. dy/da = b, dy/db = a => da = g b, db = g a, unbroadcast."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -42,6 +51,12 @@ class Mul(Function):
 
 
 class Div(Function):
+    """y = a / b, broadcasting.
+
+    dy/da = 1 / b,  dy/db = -a / b^2 = -y / b   =>   da = g / b,  db = -(g / b) y, unbroadcast.
+    Writing db with the saved y avoids squaring b, which overflows float32 for |b| > ~1.8e19.
+    """
+
     def forward(self, a, b):
         self.a_shape, self.b = a.shape, b
         self.out = a / b
@@ -54,7 +69,10 @@ class Div(Function):
 
 
 class PowConstant(Function):
-    """x ** p for a constant exponent p (a Python number)."""
+    """y = x ** p for a constant exponent p (a Python number), elementwise.
+
+    Power rule: dy/dx = p x^(p-1)   =>   dx = g p x^(p-1).
+    """
 
     def forward(self, x, exponent):
         self.x, self.exponent = x, exponent
@@ -66,7 +84,12 @@ class PowConstant(Function):
 
 
 class Pow(Function):
-    """a ** b with both base and exponent tensors."""
+    """y = a ** b with both base and exponent tensors, broadcasting.
+
+    dy/da = b a^(b-1) (power rule);  y = exp(b log a) => dy/db = a^b log a = y log a, defined for
+    a > 0; where a <= 0 db is taken as 0 (log is evaluated at 1 there, so no NaN appears).
+    => da = g b a^(b-1),  db = g y log a, unbroadcast.
+    """
 
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -82,6 +105,8 @@ class Pow(Function):
 
 
 class Neg(Function):
+    """y = -x, elementwise. dy/dx = -1 => dx = -g."""
+
     def forward(self, x):
         return -x
 
@@ -91,6 +116,8 @@ class Neg(Function):
 
 
 class Exp(Function):
+    """y = exp(x), elementwise. dy/dx = exp(x) = y => dx = g y (the saved output)."""
+
     def forward(self, x):
         self.out = xp_of(x).exp(x)
         return self.out
@@ -101,6 +128,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    """y = log(x), elementwise (natural log, x > 0). dy/dx = 1 / x => dx = g / x."""
+
     def forward(self, x):
         self.x = x
         return xp_of(x).log(x)
@@ -111,6 +140,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    """y = sqrt(x), elementwise. dy/dx = 1 / (2 sqrt(x)) = 1 / (2y) => dx = g / (2y)."""
+
     def forward(self, x):
         self.out = xp_of(x).sqrt(x)
         return self.out
@@ -121,6 +152,8 @@ class Sqrt(Function):
 
 
 class Tanh(Function):
+    """y = tanh(x), elementwise. dy/dx = 1 - tanh(x)^2 = 1 - y^2 => dx = g (1 - y^2)."""
+
     def forward(self, x):
         self.out = xp_of(x).tanh(x)
         return self.out
@@ -131,6 +164,8 @@ class Tanh(Function):
 
 
 class Abs(Function):
+    """y = |x|, elementwise. dy/dx = sign(x), taken as 0 at the kink x = 0 => dx = g sign(x)."""
+
     def forward(self, x):
         self.x = x
         return xp_of(x).abs(x)
@@ -141,6 +176,13 @@ class Abs(Function):
 
 
 class Maximum(Function):
+    """y = max(a, b) entry by entry, broadcasting.
+
+    y equals a where a > b and b where b > a, so the gradient flows to the larger input:
+    da = g [a > b],  db = g [b > a]. At a tie the derivative is undefined; each input takes
+    g / 2 (as PyTorch does), so da + db = g everywhere. Then unbroadcast.
+    """
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return xp_of(a).maximum(a, b)
@@ -152,6 +194,13 @@ class Maximum(Function):
 
 
 class Where(Function):
+    """y = a where condition else b, broadcasting; condition is a constant boolean array.
+
+    Each entry of y is a copy of one input's entry => da = g where condition, 0 elsewhere, and
+    db = g where not condition, then unbroadcast. (Selecting with where, not multiplying g by
+    the 0/1 condition, keeps an inf in g out of the input that was not chosen: inf * 0 is NaN.)
+    """
+
     def forward(self, a, b, condition):
         self.condition, self.a_shape, self.b_shape = condition, a.shape, b.shape
         return xp_of(a).where(condition, a, b)
@@ -166,6 +215,9 @@ class Where(Function):
 
 
 class Cast(Function):
+    """y = x converted to `dtype`, any shape. The value is unchanged (up to rounding), so
+    dy/dx = 1 => dx = g, converted back to x's dtype so x's gradient matches x."""
+
     def forward(self, x, dtype):
         self.input_dtype = x.dtype
         return x.astype(dtype)

@@ -11,6 +11,16 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 class CrossEntropy(Function):
+    """L = -sum_k q_k log p_k per sample, p = softmax(logits), q the target distribution
+    (one-hot, soft, or label-smoothed as Szegedy et al. 2016, Sec. 7: q = (1 - eps) q + eps / K).
+    logits, q: (B, K) -> (B,) with reduction "none", else a scalar (mean or sum over B).
+
+    log p_k = z_k - log sum_j exp(z_j) is computed from z - max(z), so exp cannot overflow.
+    d log p_k / d z_j = delta_kj - p_j, so
+        dL/dz_j = -sum_k q_k (delta_kj - p_j) = p_j sum_k q_k - q_j = p_j - q_j   (rows of q sum to 1)
+    => d logits = (p - q) * g per sample, with g / B for the mean.
+    """
+
     def forward(self, logits, target_probs, reduction):
         """logits: (B, K), target_probs: (B, K) rows summing to 1 -> (B,) or a scalar"""
         xp = xp_of(logits)
@@ -25,17 +35,23 @@ class CrossEntropy(Function):
 
     def backward(self, grad):
         # d logits = (softmax(logits) - q) * g   (/ B for the mean)
-        grad_logits = self.probs - self.target_probs
         if self.reduction == "none":
-            grad_logits *= grad[:, None]
+            grad = grad[:, None]  # (B,) -> (B, 1): one upstream gradient per sample's row
         elif self.reduction == "mean":
-            grad_logits *= grad / len(grad_logits)
-        else:
-            grad_logits *= grad
-        return grad_logits
+            grad = grad / len(self.probs)
+        return (self.probs - self.target_probs) * grad
 
 
 class MSELoss(Function):
+    """L = (prediction - target)^2 per element, then the mean, the sum or each element
+    ("none"); prediction, target: (...) -> a scalar, or (...) with "none". MAE's reconstruction
+    loss (He et al. 2022, Sec. 3) is this per pixel, averaged over the masked patches.
+
+    With d = prediction - target, dL/d prediction = 2 d and dL/d target = -2 d per element, and
+    the mean divides by the n elements => d prediction = 2 d g (g / n for the mean),
+    d target = -d prediction.
+    """
+
     def forward(self, prediction, target, reduction):
         self.difference = prediction - target
         self.reduction = reduction
@@ -46,11 +62,9 @@ class MSELoss(Function):
 
     def backward(self, grad):
         # d prediction = 2 (prediction - target) * g (/ n for the mean), d target = its negative
-        grad_prediction = self.difference * 2
         if self.reduction == "mean":
-            grad_prediction *= grad / self.difference.size
-        else:
-            grad_prediction *= grad
+            grad = grad / self.difference.size
+        grad_prediction = self.difference * 2 * grad
         return grad_prediction, -grad_prediction
 
 

@@ -10,7 +10,11 @@ from ..backend import device_of, device_rng
 
 
 class MaskAndScale(Function):
-    """x * mask / keep_prob, with a 0/1 mask that broadcasts against x."""
+    """y = x * m, x: (...) -> (...), m a constant mask that broadcasts against x: 0 where dropped,
+    1 / keep_prob where kept. Dropout (Srivastava et al. 2014) draws m per element; stochastic depth (Huang et al.
+    2016) per sample, m: (B, 1, ..., 1). Dividing the kept entries by keep_prob makes E[y] = x,
+    so nothing needs rescaling at inference. m does not depend on x: dy/dx = m => dx = g * m.
+    """
 
     def forward(self, x, mask):
         self.mask = mask
@@ -25,10 +29,8 @@ def keep_mask(x, shape: tuple, drop_prob: float):
     """0 or 1/keep_prob, of `shape`, in x's dtype, drawn on x's device."""
     data = x.data if isinstance(x, Tensor) else x
     keep_prob = 1.0 - drop_prob
-    uniform = device_rng(device_of(data)).random(shape, dtype=data.dtype)
-    mask = (uniform < keep_prob).astype(data.dtype)
-    mask *= 1.0 / keep_prob
-    return mask
+    uniform = device_rng(device_of(data)).random(shape, dtype=data.dtype)  # in [0, 1)
+    return (uniform < keep_prob).astype(data.dtype) * (1.0 / keep_prob)  # kept with probability keep_prob
 
 
 def _check_probability(name: str, p: float) -> None:

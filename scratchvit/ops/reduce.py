@@ -1,6 +1,13 @@
-"""Reductions over axes: sum, mean, max, var (each with `axis` and `keepdims`)."""
+"""Reductions over axes: sum, mean, max, var (each with `axis` and `keepdims`).
+
+A reduction maps x: (..., n, ...) to one value per slice along the reduced axes. Its backward
+puts the reduced axes back (as size 1, unless keepdims kept them) and broadcasts g along them,
+scaled by the derivative of the output with respect to each entry of its slice.
+"""
 
 from __future__ import annotations
+
+import math
 
 from ..autograd import Function, Tensor
 from ..backend import xp_of
@@ -26,6 +33,12 @@ def _expand_to_input(grad, input_shape: tuple, axes: tuple, keepdims: bool):
 
 
 class Sum(Function):
+    """y = sum of x over `axes`: (..., n, ...) -> (..., ...), or (..., 1, ...) with keepdims.
+
+    Each x_i enters exactly one output, with coefficient 1: dy/dx_i = 1 for the y that x_i is
+    summed into => dx = g, copied along every summed axis.
+    """
+
     def forward(self, x, axes, keepdims):
         self.input_shape, self.axes, self.keepdims = x.shape, axes, keepdims
         return x.sum(axis=axes, keepdims=keepdims)
@@ -36,11 +49,14 @@ class Sum(Function):
 
 
 class Mean(Function):
+    """y = sum of x over `axes` / n, n = the number of entries averaged into each y; shapes as Sum.
+
+    dy/dx_i = 1 / n => dx = g / n, copied along every averaged axis.
+    """
+
     def forward(self, x, axes, keepdims):
         self.input_shape, self.axes, self.keepdims = x.shape, axes, keepdims
-        self.count = 1
-        for a in axes:
-            self.count *= x.shape[a]
+        self.count = math.prod(x.shape[a] for a in axes)
         return x.mean(axis=axes, keepdims=keepdims)
 
     def backward(self, grad):
@@ -49,23 +65,35 @@ class Mean(Function):
 
 
 class Max(Function):
+    """y = the largest entry of x over `axes`; shapes as Sum.
+
+    y equals the maximal entry, so dy/dx_i = 1 at the argmax and 0 elsewhere => dx = g at the
+    maximum, 0 elsewhere. When k entries tie for the maximum, the derivative is undefined; each
+    takes g / k (as torch.amax), so the gradients of one slice still add up to g.
+    """
+
     def forward(self, x, axes, keepdims):
         self.x, self.axes, self.keepdims = x, axes, keepdims
-        self.out = x.max(axis=axes, keepdims=True)
-        return self.out if keepdims else self.out.reshape([s for i, s in enumerate(x.shape) if i not in axes])
+        self.out = x.max(axis=axes, keepdims=True)  # kept with the reduced axes, to compare with x
+        return self.out if keepdims else self.out.squeeze(axis=axes)
 
     def backward(self, grad):
         # dx = g at the maximum; tied maxima share it equally
         is_max = (self.x == self.out).astype(grad.dtype)
-        is_max /= is_max.sum(axis=self.axes, keepdims=True)
-        return _expand_to_input(grad, self.x.shape, self.axes, self.keepdims) * is_max
+        share = is_max / is_max.sum(axis=self.axes, keepdims=True)  # 1 / k at each of k maxima
+        return _expand_to_input(grad, self.x.shape, self.axes, self.keepdims) * share
 
 
 class Var(Function):
+    """y = sum((x - mu)^2) / d over `axes`, mu the mean over them, d = n - correction; shapes as Sum.
+
+    With the centred c_i = x_i - mu and dmu/dx_k = 1 / n:
+        dy/dx_k = (2 / d) sum_i c_i (delta_ik - 1 / n) = (2 / d) (c_k - sum_i c_i / n) = 2 c_k / d,
+    since the centred entries sum to 0 => dx = g * 2 (x - mu) / d.
+    """
+
     def forward(self, x, axes, keepdims, correction):
-        count = 1
-        for a in axes:
-            count *= x.shape[a]
+        count = math.prod(x.shape[a] for a in axes)
         self.centered = x - x.mean(axis=axes, keepdims=True)
         self.axes, self.keepdims, self.divisor = axes, keepdims, count - correction
         return (self.centered * self.centered).sum(axis=axes, keepdims=keepdims) / self.divisor

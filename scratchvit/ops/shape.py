@@ -1,17 +1,35 @@
 """Ops that move values without changing them: reshape, permute, transpose, expand, getitem,
 take_along_axis, concatenate, stack, split, pad, roll, and the move between devices.
 
-Each backward puts the gradient back where the value came from.
+Each output entry is a copy of one input entry (y_j = x_s(j) for some source index s(j)), so
+dy_j/dx_i = 1 where i = s(j) and 0 elsewhere, and dx_i = sum of g_j over the j with s(j) = i:
+each backward puts the gradient back where the value came from. Where every entry is used once
+(reshape, permute, roll, ...) that is the inverse move; where an entry is used several times
+(expand, an index that repeats) its copies' gradients add up.
 """
 
 from __future__ import annotations
 
+import itertools
+
 from ..autograd import Function, Tensor, unbroadcast
+from ..backend import device_of, xp_of
 from ..backend import to_device as move_array
-from ..backend import xp_of
+
+
+def inverse_permutation(axes: tuple) -> tuple:
+    """The axes that undo transpose(axes): if output axis i is input axis axes[i], input axis
+    axes[i] is output axis i."""
+    inverse = [0] * len(axes)
+    for position, axis in enumerate(axes):
+        inverse[axis] = position
+    return tuple(inverse)
 
 
 class Reshape(Function):
+    """y = x with a new shape of the same size: (s1, ..., sk) -> shape. The entries keep their
+    row-major order, so dx = g reshaped to x's shape."""
+
     def forward(self, x, shape):
         self.input_shape = x.shape
         return x.reshape(shape)
@@ -22,19 +40,22 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    """y = x with its axes reordered: y.shape[i] = x.shape[axes[i]]. Entry y[j] is x[j'] with
+    the index permuted, so dx = g with the axes put back (the inverse permutation)."""
+
     def forward(self, x, axes):
         self.axes = axes
         return x.transpose(axes)
 
     def backward(self, grad):
         # dx = g with the inverse permutation
-        inverse = [0] * len(self.axes)
-        for position, axis in enumerate(self.axes):
-            inverse[axis] = position
-        return grad.transpose(inverse)
+        return grad.transpose(inverse_permutation(self.axes))
 
 
 class Expand(Function):
+    """y = x broadcast to `shape` (NumPy's rules): every entry of x is copied along the new and
+    the size-1 axes => dx = the sum of g over those copies (unbroadcast)."""
+
     def forward(self, x, shape):
         self.input_shape = x.shape
         return xp_of(x).broadcast_to(x, shape)
@@ -45,6 +66,11 @@ class Expand(Function):
 
 
 class GetItem(Function):
+    """y = x[index]: slices, integers, None, Ellipsis and integer arrays (a boolean mask arrives
+    as the integer arrays of its True places). dx = zeros of x's shape with g scattered to the
+    indexed places; an entry that an integer-array index picks k times gets the sum of its k
+    gradients, which needs `add.at` (plain `dx[index] += g` would keep only one of them)."""
+
     def forward(self, x, index):
         self.input_shape, self.index = x.shape, index
         self.has_array_index = any(hasattr(i, "shape") or isinstance(i, list) for i in index)
@@ -62,6 +88,11 @@ class GetItem(Function):
 
 
 class TakeAlongAxis(Function):
+    """y[..., j, ...] = x[..., indices[..., j, ...], ...] along `axis` (MAE's gather of the kept
+    patches, He et al. 2022, Sec. 3). x: (..., n, ...), indices: (..., m, ...) -> (..., m, ...).
+    dx = zeros, then g[..., j, ...] added at x's position indices[..., j, ...]; an index that
+    repeats accumulates (add.at)."""
+
     def forward(self, x, indices, axis):
         self.input_shape, self.indices, self.axis = x.shape, indices, axis
         return xp_of(x).take_along_axis(x, indices, axis=axis)
@@ -83,6 +114,9 @@ class TakeAlongAxis(Function):
 
 
 class Concatenate(Function):
+    """y = the inputs joined along an existing `axis`: (..., n_1, ...), ..., (..., n_k, ...) ->
+    (..., n_1 + ... + n_k, ...). Input i fills one slice of y => its gradient is that slice of g."""
+
     def forward(self, *arrays, axis):
         self.axis = axis
         self.sizes = [a.shape[axis] for a in arrays]
@@ -90,12 +124,14 @@ class Concatenate(Function):
 
     def backward(self, grad):
         # each input gets its own slice of g along axis
-        xp = xp_of(grad)
-        boundaries = [sum(self.sizes[: i + 1]) for i in range(len(self.sizes) - 1)]
-        return tuple(xp.split(grad, boundaries, axis=self.axis))
+        boundaries = list(itertools.accumulate(self.sizes[:-1]))  # where each input's slice ends
+        return tuple(xp_of(grad).split(grad, boundaries, axis=self.axis))
 
 
 class Stack(Function):
+    """y = k inputs of one shape S joined along a new `axis`: k x S -> S with k inserted at axis.
+    Input i is y's entry i along that axis => its gradient is g's entry i there."""
+
     def forward(self, *arrays, axis):
         self.axis = axis
         return xp_of(arrays[0]).stack(arrays, axis=axis)
@@ -107,6 +143,9 @@ class Stack(Function):
 
 
 class Pad(Function):
+    """y = x with `value` added around it: (..., n, ...) -> (..., before + n + after, ...) per
+    axis. The padding is constant, so dx = g without the padding (its centre)."""
+
     def forward(self, x, pad_width, value):
         self.pad_width = pad_width
         return xp_of(x).pad(x, pad_width, constant_values=value)
@@ -117,6 +156,9 @@ class Pad(Function):
 
 
 class Roll(Function):
+    """y[(i + s) % n] = x[i] along each of `axes`, x: any shape -> the same (Swin's cyclic shift,
+    Liu et al. 2021, Sec. 3.2). The gradient of x[i] is g[(i + s) % n] => dx = g rolled by -s."""
+
     def forward(self, x, shifts, axes):
         self.shifts, self.axes = shifts, axes
         return xp_of(x).roll(x, shifts, axis=axes)
@@ -127,9 +169,10 @@ class Roll(Function):
 
 
 class ToDevice(Function):
-    def forward(self, x, device):
-        from ..backend import device_of
+    """y = x copied to `device` (CPU or a GPU), same shape and dtype. y = x => dx = g, moved back
+    to the device x lives on."""
 
+    def forward(self, x, device):
         self.source = device_of(x)
         return move_array(x, device)
 

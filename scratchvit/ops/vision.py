@@ -1,12 +1,14 @@
 """Vision ops that rearrange pixels and tokens:
 
-- patchify / unpatchify: images <-> flattened non-overlapping patches (ViT Sec. 3.1; MAE's
-  order, in which each patch is flattened as (row p, column q, channel c));
-- window_partition / window_reverse: Swin's non-overlapping M x M windows (Swin Sec. 3.2);
-- patch_merge: Swin's 2 x 2 neighbour concatenation between stages (Swin Sec. 3.1).
+- patchify / unpatchify: images <-> flattened non-overlapping patches (ViT, Dosovitskiy et al.
+  2021, Sec. 3.1, Eq. 1; MAE's order, in which each patch is flattened as (row p, column q,
+  channel c));
+- window_partition / window_reverse: Swin's non-overlapping M x M windows (Liu et al. 2021,
+  Sec. 3.2);
+- patch_merge: Swin's 2 x 2 neighbour concatenation between stages (Liu et al. 2021, Sec. 3.1).
 
-The cyclic shift of Swin's shifted windows is `roll`, in shape.py.
-Each is a reshape + transpose, so each backward is the inverse rearrangement.
+The cyclic shift of Swin's shifted windows (Sec. 3.2) is `roll`, in shape.py.
+Each is one `Rearrange`: a reshape + transpose, so each backward is the inverse rearrangement.
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
+from .shape import inverse_permutation
 
 
 class Rearrange(Function):
-    """x.reshape(split_shape).transpose(axes).reshape(out_shape), and back."""
+    """y = x.reshape(split_shape).transpose(axes).reshape(out_shape): the same entries in a new
+    order, x: (...) -> out_shape, of the same size.
+
+    Each entry of y is one entry of x, each used once: y = P x for a permutation matrix P, so
+    dx = P^T g = P^-1 g, the steps undone in reverse order: g reshaped to the transposed shape,
+    transposed by the inverse permutation, reshaped to x's shape.
+    """
 
     def forward(self, x, split_shape, axes, out_shape):
         self.input_shape, self.axes = x.shape, axes
@@ -26,10 +35,7 @@ class Rearrange(Function):
 
     def backward(self, grad):
         # dx = g put through the inverse: reshape, inverse transpose, reshape
-        inverse = [0] * len(self.axes)
-        for position, axis in enumerate(self.axes):
-            inverse[axis] = position
-        return grad.reshape(self.transposed_shape).transpose(inverse).reshape(self.input_shape)
+        return grad.reshape(self.transposed_shape).transpose(inverse_permutation(self.axes)).reshape(self.input_shape)
 
 
 def size_pair(name: str, value) -> tuple:
@@ -47,9 +53,11 @@ def _check_rank(name: str, x, ndim: int, layout: str) -> None:
 
 
 def patchify(images, patch_size) -> Tensor:
-    """(B, C, H, W) -> (B, N, P*P*C), N = (H/P)(W/P), patches in row-major order.
+    """(B, C, H, W) -> (B, N, P*P*C), N = (H/P)(W/P): the sequence x_p of ViT Eq. 1 (Sec. 3.1).
 
-    Each patch is flattened in MAE's order (p, q, c): all channels of pixel (0, 0), then (0, 1), ...
+    Patches in row-major order (patch n = row h * W/P + column w). Each patch is flattened in
+    MAE's order (p, q, c): all channels of pixel (0, 0), then (0, 1), ..., so feature
+    (p * P + q) * C + c is channel c of pixel (h * P + p, w * P + q).
     """
     _check_rank("images", images, 4, "(B, C, H, W)")
     patch_h, patch_w = size_pair("patch_size", patch_size)
@@ -59,8 +67,8 @@ def patchify(images, patch_size) -> Tensor:
     grid_h, grid_w = height // patch_h, width // patch_w
     return Rearrange.apply(
         images,
-        split_shape=(batch, channels, grid_h, patch_h, grid_w, patch_w),
-        axes=(0, 2, 4, 3, 5, 1),  # (B, h, w, p, q, C)
+        split_shape=(batch, channels, grid_h, patch_h, grid_w, patch_w),  # (B, C, h, p, w, q): row = h P + p
+        axes=(0, 2, 4, 3, 5, 1),  # (B, h, w, p, q, C): (h, w) -> the patch index, (p, q, C) -> its features
         out_shape=(batch, grid_h * grid_w, patch_h * patch_w * channels),
     )
 
@@ -86,16 +94,18 @@ def unpatchify(patches, patch_size, grid_size=None) -> Tensor:
     channels = features // (patch_h * patch_w)
     return Rearrange.apply(
         patches,
-        split_shape=(batch, grid_h, grid_w, patch_h, patch_w, channels),
-        axes=(0, 5, 1, 3, 2, 4),  # (B, C, h, p, w, q)
+        split_shape=(batch, grid_h, grid_w, patch_h, patch_w, channels),  # (B, h, w, p, q, C), patchify's order
+        axes=(0, 5, 1, 3, 2, 4),  # (B, C, h, p, w, q): (h, p) -> pixel row, (w, q) -> pixel column
         out_shape=(batch, channels, grid_h * patch_h, grid_w * patch_w),
     )
 
 
 def window_partition(x, window_size) -> Tensor:
-    """(B, H, W, C) -> (B * nW, Mh, Mw, C): non-overlapping windows, nW = (H/Mh)(W/Mw).
+    """(B, H, W, C) -> (B * nW, Mh, Mw, C): non-overlapping windows, nW = (H/Mh)(W/Mw)
+    (Swin, Liu et al. 2021, Sec. 3.2: self-attention is computed within each window).
 
-    Order: window index = (b * H/Mh + row of the window) * W/Mw + column of the window.
+    Order: window index = (b * H/Mh + row of the window) * W/Mw + column of the window, i.e.
+    image-major, then windows in row-major order, as Swin's attention mask expects.
     """
     _check_rank("x", x, 4, "(B, H, W, C)")
     window_h, window_w = size_pair("window_size", window_size)
@@ -105,7 +115,7 @@ def window_partition(x, window_size) -> Tensor:
     return Rearrange.apply(
         x,
         split_shape=(batch, height // window_h, window_h, width // window_w, window_w, channels),
-        axes=(0, 1, 3, 2, 4, 5),  # (B, H/Mh, W/Mw, Mh, Mw, C)
+        axes=(0, 1, 3, 2, 4, 5),  # (B, H/Mh, W/Mw, Mh, Mw, C): the first three merge into the window index
         out_shape=(-1, window_h, window_w, channels),
     )
 
@@ -127,16 +137,19 @@ def window_reverse(windows, window_size, height: int, width: int) -> Tensor:
     return Rearrange.apply(
         windows,
         split_shape=(batch, height // window_h, width // window_w, window_h, window_w, channels),
-        axes=(0, 1, 3, 2, 4, 5),  # (B, H/Mh, Mh, W/Mw, Mw, C)
+        axes=(0, 1, 3, 2, 4, 5),  # (B, H/Mh, Mh, W/Mw, Mw, C): (H/Mh, Mh) -> row, (W/Mw, Mw) -> column
         out_shape=(batch, height, width, channels),
     )
 
 
 def patch_merge(x) -> Tensor:
-    """(B, H, W, C) -> (B, H/2, W/2, 4C): each 2x2 neighbourhood concatenated along channels.
+    """(B, H, W, C) -> (B, H/2, W/2, 4C): each 2x2 neighbourhood concatenated along channels
+    (Swin's patch merging, Liu et al. 2021, Sec. 3.1).
 
     Channel order as Swin: x0 = x[0::2, 0::2], x1 = x[1::2, 0::2], x2 = x[0::2, 1::2],
-    x3 = x[1::2, 1::2] (row offset varies fastest). The linear 4C -> 2C follows in the model.
+    x3 = x[1::2, 1::2] (row offset varies fastest), so output channel (2 * col offset + row
+    offset) * C + c. Pretrained Swin weights depend on this order. The linear 4C -> 2C follows
+    in the model.
     """
     _check_rank("x", x, 4, "(B, H, W, C)")
     batch, height, width, channels = x.shape
