@@ -68,8 +68,11 @@ def worker(name: str, steps: int, warmup: int) -> None:
         reduced = time.perf_counter()
         optimizer.step()
         optimizer.zero_grad()
-        return {"step_s": time.perf_counter() - started, "compute_s": computed - started,
-                "allreduce_s": reduced - computed}  # fmt: skip
+        return {
+            "step_s": time.perf_counter() - started,
+            "compute_s": computed - started,
+            "allreduce_s": reduced - computed,
+        }
 
     for _ in range(warmup):
         step()
@@ -83,15 +86,28 @@ def worker(name: str, steps: int, warmup: int) -> None:
         distributed.all_reduce_grads(parameters, weight=local_batch)
         alone.append(time.perf_counter() - started)
     result = {key: statistics.median(timing[key] for timing in timings) for key in timings[0]}
-    result.update(rank=rank, processes=world_size, local_batch=local_batch, allreduce_alone_s=statistics.median(alone),
-                  gradient_mib=sum(parameter.size for parameter in parameters) * 4 / 2**20)  # fmt: skip
+    result.update(
+        rank=rank,
+        processes=world_size,
+        local_batch=local_batch,
+        allreduce_alone_s=statistics.median(alone),
+        gradient_mib=sum(parameter.size for parameter in parameters) * 4 / 2**20,
+    )
     print(json.dumps(result), flush=True)
 
 
 def run(name: str, processes: int, steps: int, warmup: int, mpiexec: str | None) -> dict:
     """The workload on `processes` ranks (one plain process for 1): rank 0's medians."""
-    command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--steps", str(steps),
-               "--warmup", str(warmup)]  # fmt: skip
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        name,
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+    ]
     if processes > 1:
         if mpiexec is None:
             raise SystemExit("more than one process needs mpiexec: pip install -e '.[mpi]'")
@@ -102,10 +118,19 @@ def run(name: str, processes: int, steps: int, warmup: int, mpiexec: str | None)
     ranks = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
     rank0 = next(result for result in ranks if result["rank"] == 0)
     batch = WORKLOADS[name].batch_size
-    return {"workload": name, "processes": processes, "global_batch": batch, "local_batch": rank0["local_batch"],
-            "step_s": rank0["step_s"], "samples_per_s": batch / rank0["step_s"], "compute_s": rank0["compute_s"],
-            "allreduce_s": rank0["allreduce_s"], "allreduce_alone_s": rank0["allreduce_alone_s"],
-            "gradient_mib": rank0["gradient_mib"], "slowest_rank_step_s": max(r["step_s"] for r in ranks)}  # fmt: skip
+    return {
+        "workload": name,
+        "processes": processes,
+        "global_batch": batch,
+        "local_batch": rank0["local_batch"],
+        "step_s": rank0["step_s"],
+        "samples_per_s": batch / rank0["step_s"],
+        "compute_s": rank0["compute_s"],
+        "allreduce_s": rank0["allreduce_s"],
+        "allreduce_alone_s": rank0["allreduce_alone_s"],
+        "gradient_mib": rank0["gradient_mib"],
+        "slowest_rank_step_s": max(r["step_s"] for r in ranks),
+    }
 
 
 def main() -> None:
@@ -124,13 +149,17 @@ def main() -> None:
         rows.append(run(args.workload, processes, args.steps, args.warmup, find_mpiexec()))
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]
-    print(f"\n{'processes':>9}  {'step ms':>8}  {'samples/s':>9}  {'speed-up':>8}  {'efficiency':>10}  "
-          f"{'all-reduce ms (in step / alone)':>31}")  # fmt: skip
+    print(
+        f"\n{'processes':>9}  {'step ms':>8}  {'samples/s':>9}  {'speed-up':>8}  {'efficiency':>10}  "
+        f"{'all-reduce ms (in step / alone)':>31}"
+    )
     for row in rows:
         speedup = row["samples_per_s"] / base["samples_per_s"]
-        print(f"{row['processes']:>9}  {1e3 * row['step_s']:>8.1f}  {row['samples_per_s']:>9.1f}  {speedup:>8.2f}  "
-              f"{speedup / row['processes'] * base['processes']:>10.0%}  "
-              f"{1e3 * row['allreduce_s']:>15.1f} / {1e3 * row['allreduce_alone_s']:<13.1f}")  # fmt: skip
+        print(
+            f"{row['processes']:>9}  {1e3 * row['step_s']:>8.1f}  {row['samples_per_s']:>9.1f}  {speedup:>8.2f}  "
+            f"{speedup / row['processes'] * base['processes']:>10.0%}  "
+            f"{1e3 * row['allreduce_s']:>15.1f} / {1e3 * row['allreduce_alone_s']:<13.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,13 @@ def _add_common(parser: argparse.ArgumentParser, writes_files: bool = False) -> 
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $SCRATCHVIT_DEVICE or cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every random generator (default 0)")
     if writes_files:
-        parser.add_argument("--out", dest="out_dir", default=DEFAULT_OUT, metavar="DIR",
-                            help=f"folder for what the command writes (default ./{DEFAULT_OUT}/)")  # fmt: skip
+        parser.add_argument(
+            "--out",
+            dest="out_dir",
+            default=DEFAULT_OUT,
+            metavar="DIR",
+            help=f"folder for what the command writes (default ./{DEFAULT_OUT}/)",
+        )
 
 
 def _key_value(text: str) -> tuple:
@@ -64,8 +69,9 @@ def _image_size(values):
 
 
 def _add_img_size(parser, default_text: str) -> None:
-    parser.add_argument("--img-size", type=int, nargs="+", metavar=("H", "W"),
-                        help=f"image size: H, or H W (default: {default_text})")  # fmt: skip
+    parser.add_argument(
+        "--img-size", type=int, nargs="+", metavar=("H", "W"), help=f"image size: H, or H W (default: {default_text})"
+    )
 
 
 def _add_model_overrides(parser) -> None:
@@ -75,14 +81,25 @@ def _add_model_overrides(parser) -> None:
     group.add_argument("--embed-dim", type=int, help="token width D")
     group.add_argument("--depth", type=int, help="number of blocks")
     group.add_argument("--num-heads", type=int, help="attention heads")
-    group.add_argument("--model-arg", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                       help="any other keyword as a Python literal (repeatable), e.g. drop_path_rate=0.1")  # fmt: skip
+    group.add_argument(
+        "--model-arg",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other keyword as a Python literal (repeatable), e.g. drop_path_rate=0.1",
+    )
 
 
 def _model_kwargs(args) -> dict:
     """The model keywords given on the command line."""
-    named = {"img_size": _image_size(args.img_size), "patch_size": args.patch_size, "embed_dim": args.embed_dim,
-             "depth": args.depth, "num_heads": args.num_heads}  # fmt: skip
+    named = {
+        "img_size": _image_size(args.img_size),
+        "patch_size": args.patch_size,
+        "embed_dim": args.embed_dim,
+        "depth": args.depth,
+        "num_heads": args.num_heads,
+    }
     kwargs = {key: value for key, value in named.items() if value is not None}
     for key, value in args.model_arg:
         if key in kwargs:
@@ -92,10 +109,15 @@ def _model_kwargs(args) -> dict:
 
 
 def _add_data(parser) -> None:
-    parser.add_argument("--data", default="digits", choices=DATASET_NAMES,
-                        help="data set (default digits, which ships with scikit-learn)")  # fmt: skip
-    parser.add_argument("--data-root", metavar="DIR",
-                        help="the data set's folder (all but digits): the idx, CIFAR or image files")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        default="digits",
+        choices=DATASET_NAMES,
+        help="data set (default digits, which ships with scikit-learn)",
+    )
+    parser.add_argument(
+        "--data-root", metavar="DIR", help="the data set's folder (all but digits): the idx, CIFAR or image files"
+    )
 
 
 def _add_procs(parser) -> None:
@@ -112,8 +134,9 @@ def _add_training(parser, epochs: int, batch_size: int, warmup_text: str = "a te
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per step (default {batch_size})")
     parser.add_argument("--warmup-epochs", type=float, help=f"linear lr warmup (default: {warmup_text})")
     parser.add_argument("--resume", metavar="PATH", help="a checkpoint of this run to go on from")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bars or per-epoch lines")  # fmt: skip
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars or per-epoch lines"
+    )
 
 
 def _add_base_lr(parser, blr: float) -> None:
@@ -213,12 +236,14 @@ def cmd_info(args) -> int:
     else:
         print("CUDA: not available (pip install 'scratchvit[cuda12]' on a machine with an NVIDIA GPU)")
     print(f"kernel tier: {kernels.current_tier()} (SCRATCHVIT_KERNELS=textbook runs every op as ops/ writes it)")
-    entries = kernels.registered_kernels()
-    op_width = max(len(f"{entry.op.__module__.rsplit('.', 1)[-1]}.{entry.op.__name__}") for entry in entries)
-    for entry in entries:
+    registrations = {}  # (op name, backend, kernel) -> its entries, one line per kernel
+    for entry in kernels.registered_kernels():
         op_name = f"{entry.op.__module__.rsplit('.', 1)[-1]}.{entry.op.__name__}"
-        where = f"{entry.backend} {entry.dtype.name}"
-        print(f"  {op_name:<{op_width}}  {where:<13}  {entry.kernel.__name__}: {entry.summary}")
+        registrations.setdefault((op_name, entry.backend, entry.kernel), []).append(entry)
+    op_width = max(len(op_name) for op_name, _, _ in registrations)
+    for (op_name, backend_name, kernel), entries in registrations.items():
+        where = f"{backend_name} {'/'.join(entry.dtype.name for entry in entries)}"
+        print(f"  {op_name:<{op_width}}  {where:<21}  {kernel.__name__}: {entries[0].summary}")
     return 0
 
 
@@ -252,33 +277,47 @@ def _blas_name() -> str:
 
 def _command(commands, name: str, help_text: str, description: str, example: str) -> argparse.ArgumentParser:
     """A sub-command whose --help ends with an example command line, kept on one line to copy."""
-    return commands.add_parser(name, help=help_text, description=textwrap.fill(description, 100),
-                               epilog=f"example:\n  {example}",
-                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    return commands.add_parser(
+        name,
+        help=help_text,
+        description=textwrap.fill(description, 100),
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scratchvit", description="Vision Transformers from scratch on NumPy or CuPy.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo_parser = _command(commands, "demo", "train a small ViT on the digits and draw what it learned",
-                           "Train a 136k-parameter ViT on scikit-learn's 8x8 digits (AdamW, one-cycle, label "
-                           "smoothing), then write training curves, test predictions and attention maps as PNGs "
-                           "into --out.", "scratchvit demo --epochs 60 --out runs/demo")  # fmt: skip
+    demo_parser = _command(
+        commands,
+        "demo",
+        "train a small ViT on the digits and draw what it learned",
+        "Train a 136k-parameter ViT on scikit-learn's 8x8 digits (AdamW, one-cycle, label "
+        "smoothing), then write training curves, test predictions and attention maps as PNGs "
+        "into --out.",
+        "scratchvit demo --epochs 60 --out runs/demo",
+    )
     _add_common(demo_parser, writes_files=True)
-    demo_parser.add_argument("--epochs", type=int, default=demo.DIGITS_EPOCHS,
-                             help=f"epochs (default {demo.DIGITS_EPOCHS})")  # fmt: skip
+    demo_parser.add_argument(
+        "--epochs", type=int, default=demo.DIGITS_EPOCHS, help=f"epochs (default {demo.DIGITS_EPOCHS})"
+    )
     demo_parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke test, not a trained model")
     demo_parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     demo_parser.set_defaults(run=cmd_demo)
 
-    train = _command(commands, "train", "train a classifier (ViT, Swin) on a data set",
-                     "Train a registered classifier from scratch (or from --pretrained weights) with AdamW, "
-                     "label smoothing and a cosine or one-cycle schedule, evaluating on the test split after "
-                     "every epoch. num_classes, in_chans and img_size default to the data set's. Writes "
-                     "checkpoint.npz and metrics.jsonl into --out.",
-                     "scratchvit train --model vit_tiny_patch16_224 --data digits --patch-size 2 --embed-dim 64 "
-                     "--depth 4 --num-heads 4 --epochs 30 --out runs/vit")  # fmt: skip
+    train = _command(
+        commands,
+        "train",
+        "train a classifier (ViT, Swin) on a data set",
+        "Train a registered classifier from scratch (or from --pretrained weights) with AdamW, "
+        "label smoothing and a cosine or one-cycle schedule, evaluating on the test split after "
+        "every epoch. num_classes, in_chans and img_size default to the data set's. Writes "
+        "checkpoint.npz and metrics.jsonl into --out.",
+        "scratchvit train --model vit_tiny_patch16_224 --data digits --patch-size 2 --embed-dim 64 "
+        "--depth 4 --num-heads 4 --epochs 30 --out runs/vit",
+    )
     _add_common(train, writes_files=True)
     train.add_argument("--model", dest="model_name", required=True, help="a registered classifier (sv.list_models())")
     _add_data(train)
@@ -288,20 +327,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
     train.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="default cosine")
     train.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
-    train.add_argument("--pretrained", metavar="PATH",
-                       help="start from these weights (.pth, .safetensors, .npz); a head for other classes "
-                       "is made new")  # fmt: skip
+    train.add_argument(
+        "--pretrained",
+        metavar="PATH",
+        help="start from these weights (.pth, .safetensors, .npz); a head for other classes is made new",
+    )
     _add_model_overrides(train)
     _add_procs(train)
     train.set_defaults(run=cmd_train)
 
-    pretrain = _command(commands, "pretrain", "pre-train a masked autoencoder (MAE)",
-                        "MAE pre-training as He et al. 2022, Appendix A.1: AdamW betas (0.9, 0.95), weight decay "
-                        "0.05, lr = blr * batch / 256 with blr 1.5e-4, cosine schedule after a linear warmup, mask "
-                        "ratio 0.75, random-resized crops and flips. in_chans and img_size default to the data "
-                        "set's. Writes checkpoint.npz and metrics.jsonl into --out.",
-                        "scratchvit pretrain --model mae_vit_base_patch16 --data cifar10 --data-root data/cifar "
-                        "--patch-size 4 --epochs 100 --norm-pix-loss --out runs/mae")  # fmt: skip
+    pretrain = _command(
+        commands,
+        "pretrain",
+        "pre-train a masked autoencoder (MAE)",
+        "MAE pre-training as He et al. 2022, Appendix A.1: AdamW betas (0.9, 0.95), weight decay "
+        "0.05, lr = blr * batch / 256 with blr 1.5e-4, cosine schedule after a linear warmup, mask "
+        "ratio 0.75, random-resized crops and flips. in_chans and img_size default to the data "
+        "set's. Writes checkpoint.npz and metrics.jsonl into --out.",
+        "scratchvit pretrain --model mae_vit_base_patch16 --data cifar10 --data-root data/cifar "
+        "--patch-size 4 --epochs 100 --norm-pix-loss --out runs/mae",
+    )
     _add_common(pretrain, writes_files=True)
     pretrain.add_argument(
         "--model", dest="model_name", default="mae_vit_base_patch16", help="a registered MAE (default %(default)s)"
@@ -317,13 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_procs(pretrain)
     pretrain.set_defaults(run=cmd_pretrain)
 
-    linprobe = _command(commands, "linprobe", "linear probe of a pre-trained MAE encoder",
-                        "Freeze an MAE encoder and train BatchNorm1d + a linear head on its class token, as "
-                        "main_linprobe.py. The paper trains the head with LARS at batch 16,384; this uses SGD "
-                        "with momentum 0.9 (or --optimizer adamw), no weight decay, cosine schedule after warmup. "
-                        "Writes checkpoint.npz and metrics.jsonl into --out.",
-                        "scratchvit linprobe --checkpoint runs/mae/checkpoint.npz --data cifar10 "
-                        "--data-root data/cifar --out runs/linprobe")  # fmt: skip
+    linprobe = _command(
+        commands,
+        "linprobe",
+        "linear probe of a pre-trained MAE encoder",
+        "Freeze an MAE encoder and train BatchNorm1d + a linear head on its class token, as "
+        "main_linprobe.py. The paper trains the head with LARS at batch 16,384; this uses SGD "
+        "with momentum 0.9 (or --optimizer adamw), no weight decay, cosine schedule after warmup. "
+        "Writes checkpoint.npz and metrics.jsonl into --out.",
+        "scratchvit linprobe --checkpoint runs/mae/checkpoint.npz --data cifar10 "
+        "--data-root data/cifar --out runs/linprobe",
+    )
     _add_common(linprobe, writes_files=True)
     linprobe.add_argument("--checkpoint", required=True, metavar="PATH", help="an MAE checkpoint from `pretrain`")
     _add_data(linprobe)
@@ -335,13 +384,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_procs(linprobe)
     linprobe.set_defaults(run=cmd_linprobe)
 
-    finetune = _command(commands, "finetune", "fine-tune a pre-trained MAE encoder end to end",
-                        "Fine-tune an MAE encoder with a new head on the mean of its patch tokens, as "
-                        "main_finetune.py: AdamW with layer-wise lr decay, weight decay 0.05, drop path 0.1, label "
-                        "smoothing 0.1, cosine schedule after warmup (without RandAugment, mixup, cutmix or random "
-                        "erasing). Writes checkpoint.npz and metrics.jsonl into --out.",
-                        "scratchvit finetune --checkpoint runs/mae/checkpoint.npz --data cifar10 "
-                        "--data-root data/cifar --epochs 50 --out runs/finetune")  # fmt: skip
+    finetune = _command(
+        commands,
+        "finetune",
+        "fine-tune a pre-trained MAE encoder end to end",
+        "Fine-tune an MAE encoder with a new head on the mean of its patch tokens, as "
+        "main_finetune.py: AdamW with layer-wise lr decay, weight decay 0.05, drop path 0.1, label "
+        "smoothing 0.1, cosine schedule after warmup (without RandAugment, mixup, cutmix or random "
+        "erasing). Writes checkpoint.npz and metrics.jsonl into --out.",
+        "scratchvit finetune --checkpoint runs/mae/checkpoint.npz --data cifar10 "
+        "--data-root data/cifar --epochs 50 --out runs/finetune",
+    )
     _add_common(finetune, writes_files=True)
     finetune.add_argument("--checkpoint", required=True, metavar="PATH", help="an MAE checkpoint from `pretrain`")
     _add_data(finetune)
@@ -357,11 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_procs(finetune)
     finetune.set_defaults(run=cmd_finetune)
 
-    evaluation = _command(commands, "eval", "top-1 / top-5 accuracy of a classifier on a data split",
-                          "Evaluate a checkpoint of ours (the model is rebuilt from it alone), or a registered "
-                          "model with --pretrained weights of any format. Prints top-1, top-5 and the loss; "
-                          "writes eval.json into --out.",
-                          "scratchvit eval --checkpoint runs/vit/checkpoint.npz --data digits")  # fmt: skip
+    evaluation = _command(
+        commands,
+        "eval",
+        "top-1 / top-5 accuracy of a classifier on a data split",
+        "Evaluate a checkpoint of ours (the model is rebuilt from it alone), or a registered "
+        "model with --pretrained weights of any format. Prints top-1, top-5 and the loss; "
+        "writes eval.json into --out.",
+        "scratchvit eval --checkpoint runs/vit/checkpoint.npz --data digits",
+    )
     _add_common(evaluation, writes_files=True)
     evaluation.add_argument("--checkpoint", metavar="PATH", help="a checkpoint written by scratchvit")
     evaluation.add_argument("--model", dest="model_name", help="a registered model name, with --pretrained")
@@ -373,10 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_procs(evaluation)
     evaluation.set_defaults(run=cmd_eval)
 
-    summary = _command(commands, "summary", "per-layer output shapes, parameters and multiply-adds of a model",
-                       "Run a registered model once on zeros and print, for every layer, its output shape, "
-                       "parameters and multiply-adds (MACs), then the totals.",
-                       "scratchvit summary vit_base_patch16_224 --img-size 384 --depth 2")  # fmt: skip
+    summary = _command(
+        commands,
+        "summary",
+        "per-layer output shapes, parameters and multiply-adds of a model",
+        "Run a registered model once on zeros and print, for every layer, its output shape, "
+        "parameters and multiply-adds (MACs), then the totals.",
+        "scratchvit summary vit_base_patch16_224 --img-size 384 --depth 2",
+    )
     _add_common(summary)
     summary.add_argument("name", help="a registered model name (see sv.list_models())")
     _add_img_size(summary, "the size the model is made for")
@@ -384,22 +445,32 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--depth", type=int, default=None, help="show layers down to this depth (default: all)")
     summary.set_defaults(run=cmd_summary)
 
-    gradcheck = _command(commands, "gradcheck", "check every op's gradient by finite differences",
-                         "Check every op's backward against float64 central differences.",
-                         "scratchvit gradcheck --op softmax")  # fmt: skip
+    gradcheck = _command(
+        commands,
+        "gradcheck",
+        "check every op's gradient by finite differences",
+        "Check every op's backward against float64 central differences.",
+        "scratchvit gradcheck --op softmax",
+    )
     _add_common(gradcheck)
     gradcheck.add_argument("--op", action="append", help="check only this op (repeatable)")
-    gradcheck.add_argument("--kernels", choices=kernels.TIERS, default="textbook",
-                           help="check the ops as ops/ writes them (textbook, the default) or their fast "
-                           "kernels")  # fmt: skip
+    gradcheck.add_argument(
+        "--kernels",
+        choices=kernels.TIERS,
+        default="textbook",
+        help="check the ops as ops/ writes them (textbook, the default) or their fast kernels",
+    )
     gradcheck.set_defaults(run=cmd_gradcheck)
 
-    convert = _command(commands, "convert", "convert weights to a timm-keyed safetensors file",
-                       "Read a weights file of any format scratchvit reads (torch .pth, safetensors, big_vision "
-                       ".npz, our checkpoints) into a registered model and write its state_dict, timm's keys, as "
-                       "safetensors (needs the safetensors package).",
-                       "scratchvit convert swin_tiny_patch4_window7_224.pth swin_t.safetensors "
-                       "--model swin_tiny_patch4_window7_224")  # fmt: skip
+    convert = _command(
+        commands,
+        "convert",
+        "convert weights to a timm-keyed safetensors file",
+        "Read a weights file of any format scratchvit reads (torch .pth, safetensors, big_vision "
+        ".npz, our checkpoints) into a registered model and write its state_dict, timm's keys, as "
+        "safetensors (needs the safetensors package).",
+        "scratchvit convert swin_tiny_patch4_window7_224.pth swin_t.safetensors --model swin_tiny_patch4_window7_224",
+    )
     _add_common(convert)
     convert.add_argument("src", help="the weights file to read")
     convert.add_argument("dst", help="the .safetensors file to write")
@@ -407,11 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_overrides(convert)
     convert.set_defaults(run=cmd_convert)
 
-    bench = _command(commands, "bench", "time a training step; --profile shows where the time goes",
-                     "Median time of a training step (forward, backward, AdamW update) on a named workload, "
-                     "random images and labels. With --profile, one more step timed op by op: milliseconds per "
-                     "op family and per op, forward and backward. Writes bench.json into --out.",
-                     "scratchvit bench vit_digits_b64 --steps 5 --profile")  # fmt: skip
+    bench = _command(
+        commands,
+        "bench",
+        "time a training step; --profile shows where the time goes",
+        "Median time of a training step (forward, backward, AdamW update) on a named workload, "
+        "random images and labels. With --profile, one more step timed op by op: milliseconds per "
+        "op family and per op, forward and backward. Writes bench.json into --out.",
+        "scratchvit bench vit_digits_b64 --steps 5 --profile",
+    )
     _add_common(bench, writes_files=True)
     bench.add_argument("workload", choices=list(WORKLOADS), help="model, patch, image size, batch: %(choices)s")
     bench.add_argument("--steps", type=int, default=7, help="timed steps; the median is reported (default 7)")
@@ -419,8 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--profile", action="store_true", help="time one step op by op")
     bench.set_defaults(run=cmd_bench)
 
-    info = _command(commands, "info", "versions, BLAS and devices", "Versions, the BLAS NumPy uses, the devices.",
-                    "scratchvit info")  # fmt: skip
+    info = _command(
+        commands, "info", "versions, BLAS and devices", "Versions, the BLAS NumPy uses, the devices.", "scratchvit info"
+    )
     _add_common(info)
     info.set_defaults(run=cmd_info)
     return parser

@@ -157,8 +157,9 @@ def all_reduce_grads(parameters, weight: float = 1.0) -> None:
         raise ValueError(f"weight must be >= 0 (the rank's number of samples), got {weight!r}")
     if world_size() == 1:
         return
-    parameters = [p for p in (parameters.parameters() if hasattr(parameters, "parameters") else parameters)
-                  if p.requires_grad]  # fmt: skip
+    parameters = [
+        p for p in (parameters.parameters() if hasattr(parameters, "parameters") else parameters) if p.requires_grad
+    ]
     for bucket in _buckets([parameter.data for parameter in parameters]):
         group = [parameters[index] for index in bucket]
         xp = backend.xp_of(group[0].data)
@@ -213,8 +214,9 @@ def _all_reduce_sum_in_place(flat) -> None:
         _comm.Allreduce(_MPI.IN_PLACE, flat, op=_MPI.SUM)
     else:
         nccl, communicator = _nccl(flat)
-        communicator.allReduce(flat.data.ptr, flat.data.ptr, flat.size, _nccl_type(nccl, flat.dtype), nccl.NCCL_SUM,
-                               _stream_pointer(flat))  # fmt: skip
+        communicator.allReduce(
+            flat.data.ptr, flat.data.ptr, flat.size, _nccl_type(nccl, flat.dtype), nccl.NCCL_SUM, _stream_pointer(flat)
+        )
 
 
 def _broadcast_in_place(flat, root: int) -> None:
@@ -231,8 +233,10 @@ def _nccl(array) -> tuple:
     made the first time each rank gets here: rank 0 draws a unique id and MPI sends it to all."""
     nccl = backend.cupy_module("cupy.cuda.nccl")  # only reached with CuPy arrays
     if not nccl.available:
-        raise RuntimeError("all-reducing CuPy arrays needs NCCL, which this CuPy cannot load; install NCCL "
-                           "for your CUDA version as CuPy's installation guide says")  # fmt: skip
+        raise RuntimeError(
+            "all-reducing CuPy arrays needs NCCL, which this CuPy cannot load; install NCCL "
+            "for your CUDA version as CuPy's installation guide says"
+        )
     device_index = array.device.id
     if device_index not in _nccl_communicators:
         unique_id = _comm.bcast(nccl.get_unique_id() if is_main() else None, root=0)
@@ -242,8 +246,15 @@ def _nccl(array) -> tuple:
 
 
 def _nccl_type(nccl, dtype) -> int:
-    names = {"float16": "NCCL_FLOAT16", "float32": "NCCL_FLOAT32", "float64": "NCCL_FLOAT64", "int32": "NCCL_INT32",
-             "int64": "NCCL_INT64", "uint8": "NCCL_UINT8", "bool": "NCCL_UINT8"}  # fmt: skip
+    names = {
+        "float16": "NCCL_FLOAT16",
+        "float32": "NCCL_FLOAT32",
+        "float64": "NCCL_FLOAT64",
+        "int32": "NCCL_INT32",
+        "int64": "NCCL_INT64",
+        "uint8": "NCCL_UINT8",
+        "bool": "NCCL_UINT8",
+    }
     if str(dtype) not in names:
         raise TypeError(f"NCCL cannot send arrays of dtype {dtype}; it takes {', '.join(names)}")
     return getattr(nccl, names[str(dtype)])

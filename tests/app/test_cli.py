@@ -19,8 +19,19 @@ from scratchvit.app import cli, demo, launch
 from scratchvit.io import read_checkpoint
 from scratchvit.train import distributed, read_metrics
 
-COMMANDS = ["demo", "train", "pretrain", "linprobe", "finetune", "eval", "summary", "gradcheck", "convert", "bench",
-            "info"]  # fmt: skip
+COMMANDS = [
+    "demo",
+    "train",
+    "pretrain",
+    "linprobe",
+    "finetune",
+    "eval",
+    "summary",
+    "gradcheck",
+    "convert",
+    "bench",
+    "info",
+]
 
 
 def flags(kwargs: dict) -> list:
@@ -78,8 +89,18 @@ def test_the_commands_that_write_files_take_out(capsys):
 
 # ---- the commands -------------------------------------------------------------------------------
 def test_train_writes_a_checkpoint_and_metrics_then_resumes_and_evaluates(mnist, tmp_path, capsys):
-    argv = ["train", "--model", "vit_tiny_patch16_224", *data(mnist), *TINY, "--batch-size", 16, "--out", tmp_path,
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "vit_tiny_patch16_224",
+        *data(mnist),
+        *TINY,
+        "--batch-size",
+        16,
+        "--out",
+        tmp_path,
+        "--no-progress",
+    ]
     code, out, _ = run([*argv, "--epochs", 1], capsys)
     checkpoint, metrics = tmp_path / "checkpoint.npz", tmp_path / "metrics.jsonl"
     assert code == 0 and f"checkpoint: {checkpoint}" in out and f"metrics:    {metrics}" in out
@@ -93,10 +114,38 @@ def test_train_writes_a_checkpoint_and_metrics_then_resumes_and_evaluates(mnist,
 
 
 def test_train_options_reach_the_recipe(mnist, tmp_path, capsys):
-    argv = ["train", "--model", "vit_tiny_patch16_224", *data(mnist), *TINY, "--img-size", 14, "--batch-size", 16,
-            "--epochs", 2, "--schedule", "onecycle", "--warmup-epochs", 1, "--lr", 0.01, "--weight-decay", 0.1,
-            "--label-smoothing", 0.2, "--clip-grad", 1.0, "--model-arg", "global_pool='avg'", "--out", tmp_path,
-            "--no-progress", "--seed", 3]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "vit_tiny_patch16_224",
+        *data(mnist),
+        *TINY,
+        "--img-size",
+        14,
+        "--batch-size",
+        16,
+        "--epochs",
+        2,
+        "--schedule",
+        "onecycle",
+        "--warmup-epochs",
+        1,
+        "--lr",
+        0.01,
+        "--weight-decay",
+        0.1,
+        "--label-smoothing",
+        0.2,
+        "--clip-grad",
+        1.0,
+        "--model-arg",
+        "global_pool='avg'",
+        "--out",
+        tmp_path,
+        "--no-progress",
+        "--seed",
+        3,
+    ]
     assert run(argv, capsys)[0] == 0
     saved = read_checkpoint(tmp_path / "checkpoint.npz")
     assert saved.model_kwargs["img_size"] == 14 and saved.model_kwargs["global_pool"] == "avg"  # resized 28 -> 14
@@ -107,15 +156,47 @@ def test_train_options_reach_the_recipe(mnist, tmp_path, capsys):
 
 def test_pretrain_linprobe_finetune_and_eval_chain(mnist, tmp_path, capsys):
     mae = tmp_path / "mae"
-    code, out, _ = run(["pretrain", "--model", "mae_vit_base_patch16", *data(mnist), *flags(TINY_MAE), "--epochs", 1,
-                        "--batch-size", 16, "--mask-ratio", 0.5, "--norm-pix-loss", "--out", mae, "--no-progress"],
-                       capsys)  # fmt: skip
+    code, out, _ = run(
+        [
+            "pretrain",
+            "--model",
+            "mae_vit_base_patch16",
+            *data(mnist),
+            *flags(TINY_MAE),
+            "--epochs",
+            1,
+            "--batch-size",
+            16,
+            "--mask-ratio",
+            0.5,
+            "--norm-pix-loss",
+            "--out",
+            mae,
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0 and (mae / "checkpoint.npz").is_file() and (mae / "metrics.jsonl").is_file()
     assert read_checkpoint(mae / "checkpoint.npz").model_kwargs["norm_pix_loss"] is True
     for command, extra in (("linprobe", ["--optimizer", "adamw"]), ("finetune", ["--layer-decay", 0.5])):
         out_dir = tmp_path / command
-        code, out, _ = run([command, "--checkpoint", mae / "checkpoint.npz", *data(mnist), "--epochs", 1,
-                            "--batch-size", 16, *extra, "--out", out_dir, "--no-progress"], capsys)  # fmt: skip
+        code, out, _ = run(
+            [
+                command,
+                "--checkpoint",
+                mae / "checkpoint.npz",
+                *data(mnist),
+                "--epochs",
+                1,
+                "--batch-size",
+                16,
+                *extra,
+                "--out",
+                out_dir,
+                "--no-progress",
+            ],
+            capsys,
+        )
         assert code == 0 and f"checkpoint: {out_dir / 'checkpoint.npz'}" in out, command
         code, out, _ = run(["eval", "--checkpoint", out_dir / "checkpoint.npz", *data(mnist)], capsys)
         assert code == 0 and "top-1" in out, command
@@ -123,8 +204,7 @@ def test_pretrain_linprobe_finetune_and_eval_chain(mnist, tmp_path, capsys):
 
 
 def test_bench_prints_the_step_time_and_with_profile_the_op_families(tmp_path, capsys):
-    code, out, _ = run(["bench", "vit_digits_b64", "--steps", 1, "--warmup", 0, "--profile", "--out", tmp_path],
-                       capsys)  # fmt: skip
+    code, out, _ = run(["bench", "vit_digits_b64", "--steps", 1, "--warmup", 0, "--profile", "--out", tmp_path], capsys)
     assert code == 0 and "median step" in out
     family_rows = {line.split()[0] for line in out.splitlines() if line.strip()}
     assert {"products", "attention", "norm", "activation", "all", "outside"} <= family_rows
@@ -133,11 +213,31 @@ def test_bench_prints_the_step_time_and_with_profile_the_op_families(tmp_path, c
 
 def test_convert_writes_safetensors_that_eval_loads(mnist, tmp_path, capsys):
     pytest.importorskip("safetensors")
-    assert run(["train", "--model", "vit_tiny_patch16_224", *data(mnist), *TINY, "--epochs", 1, "--batch-size", 16,
-                "--out", tmp_path, "--no-progress"], capsys)[0] == 0  # fmt: skip
+    assert (
+        run(
+            [
+                "train",
+                "--model",
+                "vit_tiny_patch16_224",
+                *data(mnist),
+                *TINY,
+                "--epochs",
+                1,
+                "--batch-size",
+                16,
+                "--out",
+                tmp_path,
+                "--no-progress",
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     model = ["--model", "vit_tiny_patch16_224", *TINY, "--img-size", 28, "--model-arg", "in_chans=1"]
-    code, out, _ = run(["convert", tmp_path / "checkpoint.npz", tmp_path / "vit.safetensors", *model, "--model-arg",
-                        "num_classes=10"], capsys)  # fmt: skip
+    code, out, _ = run(
+        ["convert", tmp_path / "checkpoint.npz", tmp_path / "vit.safetensors", *model, "--model-arg", "num_classes=10"],
+        capsys,
+    )
     assert code == 0 and f"wrote {tmp_path / 'vit.safetensors'}" in out
     code, out, _ = run(["eval", *model, "--pretrained", tmp_path / "vit.safetensors", *data(mnist)], capsys)
     assert code == 0 and "top-1" in out
@@ -160,101 +260,197 @@ def test_demo_calls_run_demo_with_the_options(monkeypatch, tmp_path, capsys):
 
 def test_train_on_the_digits(tmp_path, capsys):
     pytest.importorskip("sklearn")
-    code, out, _ = run(["train", "--model", "vit_tiny_patch16_224", "--data", "digits", "--patch-size", 2,
-                        "--embed-dim", 16, "--depth", 1, "--num-heads", 2, "--epochs", 1, "--out", tmp_path,
-                        "--no-progress"], capsys)  # fmt: skip
+    code, out, _ = run(
+        [
+            "train",
+            "--model",
+            "vit_tiny_patch16_224",
+            "--data",
+            "digits",
+            "--patch-size",
+            2,
+            "--embed-dim",
+            16,
+            "--depth",
+            1,
+            "--num-heads",
+            2,
+            "--epochs",
+            1,
+            "--out",
+            tmp_path,
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0 and "1437 images" in out
     assert read_checkpoint(tmp_path / "checkpoint.npz").model_kwargs["img_size"] == 8
 
 
 # ---- wrong input: one line, exit code 2 ---------------------------------------------------------
 def test_an_unknown_model_lists_the_known_ones(mnist, capsys):
-    fails_with(["train", "--model", "nope", *data(mnist)], capsys,
-               "scratchvit train: error: unknown model 'nope'", "vit_tiny_patch16_224",
-               "swin_tiny_patch4_window7_224")  # fmt: skip
+    fails_with(
+        ["train", "--model", "nope", *data(mnist)],
+        capsys,
+        "scratchvit train: error: unknown model 'nope'",
+        "vit_tiny_patch16_224",
+        "swin_tiny_patch4_window7_224",
+    )
 
 
 def test_an_unknown_data_set_lists_the_known_ones(capsys):
-    fails_with(["train", "--model", "vit_tiny_patch16_224", "--data", "imagenet"], capsys,
-               "scratchvit train: error: argument --data: invalid choice: 'imagenet'", "'mnist'",
-               "'cifar10'")  # fmt: skip
+    fails_with(
+        ["train", "--model", "vit_tiny_patch16_224", "--data", "imagenet"],
+        capsys,
+        "scratchvit train: error: argument --data: invalid choice: 'imagenet'",
+        "'mnist'",
+        "'cifar10'",
+    )
 
 
 def test_a_data_root_that_does_not_exist(tmp_path, capsys):
-    fails_with(["train", "--model", "vit_tiny_patch16_224", "--data", "cifar10", "--data-root", tmp_path / "nope"],
-               capsys, "does not exist", str(tmp_path / "nope"))  # fmt: skip
+    fails_with(
+        ["train", "--model", "vit_tiny_patch16_224", "--data", "cifar10", "--data-root", tmp_path / "nope"],
+        capsys,
+        "does not exist",
+        str(tmp_path / "nope"),
+    )
     fails_with(["pretrain", "--data", "mnist"], capsys, "--data mnist needs --data-root DIR")
 
 
 def test_a_data_file_in_the_wrong_format_names_the_file_and_what_was_expected(tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):  # fmt: skip
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (bad / name).write_bytes(b"\x00\x00\x08\x01" + bytes(4))  # a labels file (magic 0x00000801) of 0 labels
-    fails_with(["train", "--model", "vit_tiny_patch16_224", "--data", "mnist", "--data-root", bad], capsys,
-               "train-images-idx3-ubyte: bad magic number 0x00000801, expected 0x00000803 for unsigned-byte "
-               "images")  # fmt: skip
+    fails_with(
+        ["train", "--model", "vit_tiny_patch16_224", "--data", "mnist", "--data-root", bad],
+        capsys,
+        "train-images-idx3-ubyte: bad magic number 0x00000801, expected 0x00000803 for unsigned-byte images",
+    )
     (bad / "batches.meta").write_bytes(b"not a pickle")
-    fails_with(["eval", "--model", "vit_tiny_patch16_224", "--pretrained", bad / "x", "--data", "cifar10",
-                "--data-root", bad], capsys, "batches.meta")  # fmt: skip
+    fails_with(
+        ["eval", "--model", "vit_tiny_patch16_224", "--pretrained", bad / "x", "--data", "cifar10", "--data-root", bad],
+        capsys,
+        "batches.meta",
+    )
 
 
 def test_a_checkpoint_in_the_wrong_format_is_reported_before_the_data_is_read(tmp_path, capsys):
     (tmp_path / "weights.npz").write_bytes(b"garbage")
-    fails_with(["eval", "--checkpoint", tmp_path / "weights.npz", "--data", "mnist", "--data-root", tmp_path], capsys,
-               "weights.npz: not a checkpoint: neither an .npz (zip) nor a safetensors file")  # fmt: skip
-    fails_with(["linprobe", "--checkpoint", tmp_path / "missing.npz", "--data", "mnist", "--data-root", tmp_path],
-               capsys, "missing.npz: no such checkpoint file")  # fmt: skip
+    fails_with(
+        ["eval", "--checkpoint", tmp_path / "weights.npz", "--data", "mnist", "--data-root", tmp_path],
+        capsys,
+        "weights.npz: not a checkpoint: neither an .npz (zip) nor a safetensors file",
+    )
+    fails_with(
+        ["linprobe", "--checkpoint", tmp_path / "missing.npz", "--data", "mnist", "--data-root", tmp_path],
+        capsys,
+        "missing.npz: no such checkpoint file",
+    )
 
 
 def test_an_image_size_the_model_cannot_take(mnist, capsys):
-    fails_with(["train", "--model", "vit_tiny_patch16_224", *data(mnist), "--img-size", 30, "--patch-size", 4],
-               capsys, "img_size 30 is not divisible by patch_size 4")  # fmt: skip
+    fails_with(
+        ["train", "--model", "vit_tiny_patch16_224", *data(mnist), "--img-size", 30, "--patch-size", 4],
+        capsys,
+        "img_size 30 is not divisible by patch_size 4",
+    )
     fails_with(["summary", "vit_tiny_patch16_224", "--img-size", 8, 8, 8], capsys, "--img-size takes H or H W")
 
 
 def test_cuda_without_cupy(mnist, capsys):
     if backend.cuda_is_available():
         pytest.skip("CuPy and a GPU are here")
-    fails_with(["train", "--model", "vit_tiny_patch16_224", *data(mnist), "--device", "cuda"], capsys,
-               "device 'cuda' needs", "pip install 'scratchvit[cuda12]'")  # fmt: skip
+    fails_with(
+        ["train", "--model", "vit_tiny_patch16_224", *data(mnist), "--device", "cuda"],
+        capsys,
+        "device 'cuda' needs",
+        "pip install 'scratchvit[cuda12]'",
+    )
 
 
 def test_the_digits_without_scikit_learn_say_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # importing it now raises ImportError
-    fails_with(["train", "--model", "vit_tiny_patch16_224"], capsys, "the digits data set ships with scikit-learn",
-               "pip install")  # fmt: skip
+    fails_with(
+        ["train", "--model", "vit_tiny_patch16_224"],
+        capsys,
+        "the digits data set ships with scikit-learn",
+        "pip install",
+    )
 
 
 def test_more_wrong_arguments(mnist, tmp_path, capsys):
-    fails_with(["train", "--model", "vit_tiny_patch16_224", "--model-arg", "depth"], capsys,
-               "argument --model-arg: expected KEY=VALUE")  # fmt: skip
-    fails_with(["train", "--model", "vit_tiny_patch16_224", *data(mnist), "--depth", 1, "--model-arg", "depth=2"],
-               capsys, "--model-arg depth= gives a value that was given already")  # fmt: skip
+    fails_with(
+        ["train", "--model", "vit_tiny_patch16_224", "--model-arg", "depth"],
+        capsys,
+        "argument --model-arg: expected KEY=VALUE",
+    )
+    fails_with(
+        ["train", "--model", "vit_tiny_patch16_224", *data(mnist), "--depth", 1, "--model-arg", "depth=2"],
+        capsys,
+        "--model-arg depth= gives a value that was given already",
+    )
     fails_with(["train", "--model", "mae_vit_base_patch16", *data(mnist)], capsys, "is a masked autoencoder")
     fails_with(["train", *data(mnist)], capsys, "the following arguments are required: --model")
     fails_with(["eval", *data(mnist)], capsys, "give --checkpoint PATH")
     fails_with(["eval", "--model", "vit_tiny_patch16_224", *data(mnist)], capsys, "give --checkpoint PATH")
     fails_with(["bench", "vit_nope"], capsys, "invalid choice: 'vit_nope'", "vit_digits_b64")
-    fails_with(["convert", tmp_path / "a.pth", tmp_path / "b.bin", "--model", "vit_tiny_patch16_224"], capsys,
-               "dst must be a .safetensors path")  # fmt: skip
-    fails_with(["train", "--model", "vit_tiny_patch16_224", *data(mnist), *TINY, "--batch-size", 16, "--epochs", 2,
-                "--warmup-epochs", 2], capsys, "warmup_epochs must be >= 0 and less than epochs 2")  # fmt: skip
-    fails_with(["train", "--model", "vit_tiny_patch16_224", *data(mnist), *TINY, "--batch-size", 100], capsys,
-               "batch_size 100 is larger than the 48 training images")  # fmt: skip
+    fails_with(
+        ["convert", tmp_path / "a.pth", tmp_path / "b.bin", "--model", "vit_tiny_patch16_224"],
+        capsys,
+        "dst must be a .safetensors path",
+    )
+    fails_with(
+        [
+            "train",
+            "--model",
+            "vit_tiny_patch16_224",
+            *data(mnist),
+            *TINY,
+            "--batch-size",
+            16,
+            "--epochs",
+            2,
+            "--warmup-epochs",
+            2,
+        ],
+        capsys,
+        "warmup_epochs must be >= 0 and less than epochs 2",
+    )
+    fails_with(
+        ["train", "--model", "vit_tiny_patch16_224", *data(mnist), *TINY, "--batch-size", 100],
+        capsys,
+        "batch_size 100 is larger than the 48 training images",
+    )
 
 
 def test_the_console_entry_in_a_real_process(tmp_path):
     root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "scratchvit", "train", "--model", "vit_nope", "--data", "mnist", "--data-root",
-               str(write_mnist(tmp_path / "mnist", train_count=4, test_count=2))]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "scratchvit",
+        "train",
+        "--model",
+        "vit_nope",
+        "--data",
+        "mnist",
+        "--data-root",
+        str(write_mnist(tmp_path / "mnist", train_count=4, test_count=2)),
+    ]
     completed = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2 and completed.stdout == ""
     assert completed.stderr.startswith("scratchvit train: error: unknown model 'vit_nope'")
     assert len(completed.stderr.strip().splitlines()) == 1
-    helped = subprocess.run([sys.executable, "-m", "scratchvit", "--help"], cwd=root, capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
+    helped = subprocess.run(
+        [sys.executable, "-m", "scratchvit", "--help"], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert helped.returncode == 0 and "linprobe" in helped.stdout
 
 
@@ -334,3 +530,17 @@ def test_procs_n_without_mpi_says_what_to_install(monkeypatch, capsys):
         "scratchvit finetune: error: --procs 2 starts the ranks with MPI, but mpiexec",
         "pip install 'scratchvit[mpi]'",
     )
+
+
+def test_info_lists_the_tier_and_every_registered_kernel(capsys):
+    from scratchvit import kernels
+
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "kernel tier: fast" in out
+    for entry in kernels.registered_kernels():
+        line = next(line for line in out.splitlines() if f" {entry.kernel.__name__}: " in line)
+        assert entry.op.__name__ in line and entry.dtype.name in line and entry.backend in line
+    with kernels.tier("textbook"):
+        assert cli.main(["info"]) == 0
+    assert "kernel tier: textbook" in capsys.readouterr().out

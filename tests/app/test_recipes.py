@@ -53,8 +53,16 @@ def mnist(tmp_path_factory) -> Path:
 def mae_checkpoint(mnist, tmp_path_factory) -> Path:
     """A tiny MAE pre-trained for one epoch on the synthetic MNIST."""
     out = tmp_path_factory.mktemp("mae")
-    run = recipes.pretrain_mae("mae_vit_base_patch16", "mnist", data_root=mnist, out_dir=out, epochs=1,
-                               batch_size=16, model_kwargs=TINY_MAE, progress=False)  # fmt: skip
+    run = recipes.pretrain_mae(
+        "mae_vit_base_patch16",
+        "mnist",
+        data_root=mnist,
+        out_dir=out,
+        epochs=1,
+        batch_size=16,
+        model_kwargs=TINY_MAE,
+        progress=False,
+    )
     return run["checkpoint"]
 
 
@@ -74,8 +82,13 @@ def test_make_schedule_warms_up_for_a_tenth_of_the_epochs_by_default():
 # ---- data fitted to the model -----------------------------------------------------------------
 def test_grey_images_are_repeated_to_the_model_channels_and_resized_to_its_size():
     dataset = ArrayDataset(np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32), np.arange(4), "abcd")
-    model = sv.create_model("vit_tiny_patch16_224", img_size=16, patch_size=4, in_chans=3, **{"embed_dim": 16,
-                            "depth": 1, "num_heads": 2, "num_classes": 4})  # fmt: skip
+    model = sv.create_model(
+        "vit_tiny_patch16_224",
+        img_size=16,
+        patch_size=4,
+        in_chans=3,
+        **{"embed_dim": 16, "depth": 1, "num_heads": 2, "num_classes": 4},
+    )
     loader = recipes._loader(dataset, model, batch_size=2, device="cpu")
     images, labels = next(iter(loader))
     assert images.shape == (2, 3, 16, 16) and list(labels) == [0, 1]
@@ -91,25 +104,42 @@ def test_an_image_folder_is_read_at_the_model_size(tmp_path):
         (tmp_path / name).mkdir()
         image.new("RGB", size, color=(200, 10, 10)).save(tmp_path / name / "a.png")
     dataset = load_dataset("folder", tmp_path)
-    model = sv.create_model("vit_tiny_patch16_224", img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2,
-                            num_classes=2)  # fmt: skip
+    model = sv.create_model(
+        "vit_tiny_patch16_224", img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=2
+    )
     images, labels = next(iter(recipes._loader(dataset, model, batch_size=2, device="cpu")))
     assert images.shape == (2, 3, 8, 8) and list(labels) == [0, 1]
 
 
 # ---- training a classifier --------------------------------------------------------------------
 def test_train_classifier_writes_a_checkpoint_and_metrics_and_resumes(mnist, tmp_path, capsys):
-    run = recipes.train_classifier("vit_tiny_patch16_224", "mnist", data_root=mnist, out_dir=tmp_path, epochs=1,
-                                   batch_size=16, model_kwargs=TINY_VIT, progress=False)  # fmt: skip
+    run = recipes.train_classifier(
+        "vit_tiny_patch16_224",
+        "mnist",
+        data_root=mnist,
+        out_dir=tmp_path,
+        epochs=1,
+        batch_size=16,
+        model_kwargs=TINY_VIT,
+        progress=False,
+    )
     assert run["checkpoint"] == tmp_path / "checkpoint.npz" and run["checkpoint"].is_file()
     saved = read_checkpoint(run["checkpoint"])
     assert saved.model_name == "vit_tiny_patch16_224" and saved.epoch == 0
     assert saved.model_kwargs == {"num_classes": 10, "in_chans": 1, "img_size": 28, **TINY_VIT}  # from the data
     out = capsys.readouterr().out
     assert f"checkpoint: {tmp_path / 'checkpoint.npz'}" in out and f"metrics:    {tmp_path / 'metrics.jsonl'}" in out
-    resumed = recipes.train_classifier("vit_tiny_patch16_224", "mnist", data_root=mnist, out_dir=tmp_path, epochs=2,
-                                       batch_size=16, model_kwargs=TINY_VIT, resume=run["checkpoint"],
-                                       progress=False)  # fmt: skip
+    resumed = recipes.train_classifier(
+        "vit_tiny_patch16_224",
+        "mnist",
+        data_root=mnist,
+        out_dir=tmp_path,
+        epochs=2,
+        batch_size=16,
+        model_kwargs=TINY_VIT,
+        resume=run["checkpoint"],
+        progress=False,
+    )
     assert [record["epoch"] for record in resumed["history"]] == [0, 1]  # epoch 0 from the checkpoint, 1 trained
     epochs = [record for record in read_metrics(tmp_path / "metrics.jsonl") if record["kind"] == "epoch"]
     assert [record["epoch"] for record in epochs] == [0, 1]
@@ -120,9 +150,19 @@ def test_pretrained_weights_for_other_classes_get_a_new_head(mnist, tmp_path, ca
     sv.manual_seed(5)
     source = sv.create_model("vit_tiny_patch16_224", num_classes=3, in_chans=1, img_size=28, **TINY_VIT)
     np.savez(tmp_path / "weights.npz", **source.state_dict())  # plain arrays named by the state_dict keys
-    run = recipes.train_classifier("vit_tiny_patch16_224", "mnist", data_root=mnist, out_dir=tmp_path, epochs=1,
-                                   batch_size=16, lr=0.0, weight_decay=0.0, pretrained=tmp_path / "weights.npz",
-                                   model_kwargs=TINY_VIT, progress=False)  # fmt: skip
+    run = recipes.train_classifier(
+        "vit_tiny_patch16_224",
+        "mnist",
+        data_root=mnist,
+        out_dir=tmp_path,
+        epochs=1,
+        batch_size=16,
+        lr=0.0,
+        weight_decay=0.0,
+        pretrained=tmp_path / "weights.npz",
+        model_kwargs=TINY_VIT,
+        progress=False,
+    )
     state = run["model"].state_dict()
     for name, array in source.state_dict().items():
         if not name.startswith("head."):
@@ -132,8 +172,16 @@ def test_pretrained_weights_for_other_classes_get_a_new_head(mnist, tmp_path, ca
     other = sv.create_model("vit_tiny_patch16_224", num_classes=10, in_chans=1, img_size=28, **{**TINY_VIT, "depth": 2})
     np.savez(tmp_path / "deeper.npz", **other.state_dict())
     with pytest.raises(CheckpointError, match=r"unexpected keys \['blocks\.1\.attn\.proj\.bias'"):
-        recipes.train_classifier("vit_tiny_patch16_224", "mnist", data_root=mnist, out_dir=tmp_path, epochs=1,
-                                 pretrained=tmp_path / "deeper.npz", model_kwargs=TINY_VIT, progress=False)  # fmt: skip
+        recipes.train_classifier(
+            "vit_tiny_patch16_224",
+            "mnist",
+            data_root=mnist,
+            out_dir=tmp_path,
+            epochs=1,
+            pretrained=tmp_path / "deeper.npz",
+            model_kwargs=TINY_VIT,
+            progress=False,
+        )
 
 
 def test_train_refuses_an_mae_and_pretrain_refuses_a_classifier(mnist, tmp_path):
@@ -154,8 +202,9 @@ def test_pretrain_writes_an_mae_checkpoint_with_the_data_sizes(mae_checkpoint):
 
 def test_linear_probe_trains_the_head_only_and_its_checkpoint_rebuilds(mae_checkpoint, mnist, tmp_path):
     mae = load_checkpoint(mae_checkpoint).model
-    run = recipes.linear_probe(mae_checkpoint, "mnist", data_root=mnist, out_dir=tmp_path, epochs=1, batch_size=8,
-                               progress=False)  # fmt: skip
+    run = recipes.linear_probe(
+        mae_checkpoint, "mnist", data_root=mnist, out_dir=tmp_path, epochs=1, batch_size=8, progress=False
+    )
     model = run["model"]
     assert sorted(name for name, p in model.named_parameters() if p.requires_grad) == ["head.1.bias", "head.1.weight"]
     for name, array in mae.state_dict().items():
@@ -171,8 +220,16 @@ def test_linear_probe_trains_the_head_only_and_its_checkpoint_rebuilds(mae_check
 
 
 def test_fine_tune_uses_layer_decay_and_drop_path_and_rebuilds(mae_checkpoint, mnist, tmp_path):
-    run = recipes.fine_tune(mae_checkpoint, "mnist", data_root=mnist, out_dir=tmp_path, epochs=1, batch_size=16,
-                            drop_path=0.2, progress=False)  # fmt: skip
+    run = recipes.fine_tune(
+        mae_checkpoint,
+        "mnist",
+        data_root=mnist,
+        out_dir=tmp_path,
+        epochs=1,
+        batch_size=16,
+        drop_path=0.2,
+        progress=False,
+    )
     model = run["model"]
     assert model.global_pool == "avg" and model.model_kwargs["drop_path_rate"] == 0.2  # one block: its rate is 0
     assert all(p.requires_grad for p in model.parameters())
@@ -186,8 +243,16 @@ def test_fine_tune_uses_layer_decay_and_drop_path_and_rebuilds(mae_checkpoint, m
 
 
 def test_probe_and_fine_tune_need_an_mae_checkpoint(mnist, tmp_path):
-    run = recipes.train_classifier("vit_tiny_patch16_224", "mnist", data_root=mnist, out_dir=tmp_path, epochs=1,
-                                   batch_size=16, model_kwargs=TINY_VIT, progress=False)  # fmt: skip
+    run = recipes.train_classifier(
+        "vit_tiny_patch16_224",
+        "mnist",
+        data_root=mnist,
+        out_dir=tmp_path,
+        epochs=1,
+        batch_size=16,
+        model_kwargs=TINY_VIT,
+        progress=False,
+    )
     with pytest.raises(ValueError, match="holds a VisionTransformer; expected an MAE"):
         recipes.fine_tune(run["checkpoint"], "mnist", data_root=mnist, out_dir=tmp_path)
     mae = sv.create_model("mae_vit_base_patch16", in_chans=1, img_size=28, norm_eps=1e-5, **TINY_MAE)
@@ -201,16 +266,26 @@ def test_evaluate_a_registered_model_with_pretrained_weights(mnist, tmp_path):
     model = sv.create_model("vit_tiny_patch16_224", num_classes=10, in_chans=1, img_size=28, **TINY_VIT)
     np.savez(tmp_path / "weights.npz", **model.state_dict())
     kwargs = {"in_chans": 1, "img_size": 28, **TINY_VIT}
-    results = recipes.evaluate_model("mnist", model_name="vit_tiny_patch16_224", pretrained=tmp_path / "weights.npz",
-                                     model_kwargs=kwargs, data_root=mnist)  # fmt: skip
+    results = recipes.evaluate_model(
+        "mnist",
+        model_name="vit_tiny_patch16_224",
+        pretrained=tmp_path / "weights.npz",
+        model_kwargs=kwargs,
+        data_root=mnist,
+    )
     assert set(results) == {"loss", "acc1", "acc5"} and 0 <= results["acc1"] <= results["acc5"] <= 100
     with pytest.raises(ValueError, match="give exactly one"):
         recipes.evaluate_model("mnist", data_root=mnist)
     three = sv.create_model("vit_tiny_patch16_224", num_classes=3, in_chans=1, img_size=28, **TINY_VIT)
     np.savez(tmp_path / "three.npz", **three.state_dict())
     with pytest.raises(ValueError, match="the model has 3 classes but the data set has 10"):
-        recipes.evaluate_model("mnist", model_name="vit_tiny_patch16_224", pretrained=tmp_path / "three.npz",
-                               model_kwargs={**kwargs, "num_classes": 3}, data_root=mnist)  # fmt: skip
+        recipes.evaluate_model(
+            "mnist",
+            model_name="vit_tiny_patch16_224",
+            pretrained=tmp_path / "three.npz",
+            model_kwargs={**kwargs, "num_classes": 3},
+            data_root=mnist,
+        )
 
 
 # ---- benchmark and profile ----------------------------------------------------------------------
@@ -252,5 +327,7 @@ def test_profile_ops_wraps_only_inside_the_block_and_counts_nested_calls_once():
     assert ("products", "LinearFn", "forward") not in profile.calls  # inside Doubled's forward: counted there
     assert set(profile.by_family()) == {"test_recipes", "reduce"}
     assert profile.total() == pytest.approx(sum(profile.seconds.values()))
-    assert all(cls.__dict__.get("forward") is None or not hasattr(cls.__dict__["forward"], "__wrapped__")
-               for cls in Function.__subclasses__())  # fmt: skip
+    assert all(
+        cls.__dict__.get("forward") is None or not hasattr(cls.__dict__["forward"], "__wrapped__")
+        for cls in Function.__subclasses__()
+    )

@@ -24,8 +24,17 @@ def assert_png(path) -> None:
 
 def _tiny_vit(depth: int, seed: int = 0):
     sv.manual_seed(seed)
-    model = sv.create_model("vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, num_classes=10,
-                            embed_dim=16, depth=depth, num_heads=2, mlp_ratio=2.0)  # fmt: skip
+    model = sv.create_model(
+        "vit_tiny_patch16_224",
+        img_size=8,
+        patch_size=2,
+        in_chans=1,
+        num_classes=10,
+        embed_dim=16,
+        depth=depth,
+        num_heads=2,
+        mlp_ratio=2.0,
+    )
     rng = np.random.default_rng(seed)
     for parameter in model.parameters():  # every parameter random, so each one matters
         parameter.data = (0.5 * rng.standard_normal(parameter.shape)).astype(np.float32)
@@ -96,8 +105,18 @@ def test_rollout_of_two_blocks_multiplies_the_layers():
 
 def test_rollout_of_an_average_pooling_vit_is_the_mean_of_the_patch_rows():
     sv.manual_seed(0)
-    model = sv.create_model("vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, num_classes=10,
-                            embed_dim=16, depth=1, num_heads=2, class_token=False, global_pool="avg")  # fmt: skip
+    model = sv.create_model(
+        "vit_tiny_patch16_224",
+        img_size=8,
+        patch_size=2,
+        in_chans=1,
+        num_classes=10,
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+        class_token=False,
+        global_pool="avg",
+    )
     images = sv.tensor(_images(3))
     attention = model.blocks[0].attn
     with sv.no_grad():
@@ -113,8 +132,18 @@ def test_rollout_of_an_average_pooling_vit_is_the_mean_of_the_patch_rows():
 
 def test_rollout_refuses_a_pooling_it_cannot_follow():
     sv.manual_seed(0)
-    model = sv.create_model("vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, num_classes=10,
-                            embed_dim=16, depth=1, num_heads=2, class_token=False, global_pool="max")  # fmt: skip
+    model = sv.create_model(
+        "vit_tiny_patch16_224",
+        img_size=8,
+        patch_size=2,
+        in_chans=1,
+        num_classes=10,
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+        class_token=False,
+        global_pool="max",
+    )
     with pytest.raises(ValueError, match="global_pool 'max'"):
         viz.attention_rollout(model, sv.tensor(_images(1)))
 
@@ -122,8 +151,18 @@ def test_rollout_refuses_a_pooling_it_cannot_follow():
 # ---- MAE reconstruction ------------------------------------------------------------------------
 def test_mae_reconstruction_pastes_the_visible_patches_back():
     sv.manual_seed(0)
-    mae = MaskedAutoencoderViT(img_size=8, patch_size=2, in_chans=3, embed_dim=16, depth=1, num_heads=2,
-                               decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2, mlp_ratio=2.0)  # fmt: skip
+    mae = MaskedAutoencoderViT(
+        img_size=8,
+        patch_size=2,
+        in_chans=3,
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+        decoder_embed_dim=8,
+        decoder_depth=1,
+        decoder_num_heads=2,
+        mlp_ratio=2.0,
+    )
     images = _images(2, channels=3)
     noise = np.random.default_rng(2).random((2, 16)).astype(np.float32)
     masked, reconstruction = viz.mae_reconstruction(mae, sv.tensor(images), mask_ratio=0.75, noise=noise)
@@ -194,8 +233,18 @@ def test_every_plot_writes_a_png(tmp_path):
     images = _images(6)
     history = [{"epoch": e, "train_loss": 2.0 - e, "eval_acc1": 50.0 + 10 * e} for e in range(3)]
     sv.manual_seed(0)
-    mae = MaskedAutoencoderViT(img_size=8, patch_size=2, in_chans=3, embed_dim=16, depth=1, num_heads=2,
-                               decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2, mlp_ratio=2.0)  # fmt: skip
+    mae = MaskedAutoencoderViT(
+        img_size=8,
+        patch_size=2,
+        in_chans=3,
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+        decoder_embed_dim=8,
+        decoder_depth=1,
+        decoder_num_heads=2,
+        mlp_ratio=2.0,
+    )
     mae_images = _images(4, channels=3)
     masked, reconstruction = viz.mae_reconstruction(mae, sv.tensor(mae_images))
     block = _shifted_block()

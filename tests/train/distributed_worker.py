@@ -65,10 +65,12 @@ def main() -> None:
         distributed.BUCKET_ELEMENTS = args.bucket_elements
     # Each rank its own seed, so the models differ until fit broadcasts rank 0's.
     sv.manual_seed(rank)
-    model = sv.create_model("vit_tiny_patch16_224", num_classes=CLASSES, img_size=8, patch_size=4, embed_dim=32,
-                            depth=2, num_heads=2)  # fmt: skip
-    train_loader = DataLoader(data(args.size, seed=1), args.batch_size, shuffle=True, seed=5,
-                              num_replicas=world_size, rank=rank)  # fmt: skip
+    model = sv.create_model(
+        "vit_tiny_patch16_224", num_classes=CLASSES, img_size=8, patch_size=4, embed_dim=32, depth=2, num_heads=2
+    )
+    train_loader = DataLoader(
+        data(args.size, seed=1), args.batch_size, shuffle=True, seed=5, num_replicas=world_size, rank=rank
+    )
     eval_loader = DataLoader(data(11, seed=2), 4, num_replicas=world_size, rank=rank)
     # SGD: its update is linear in the gradient, so float rounding stays rounding (Adam divides
     # it by sqrt(v), which turns the float noise of a zero gradient, e.g. of the key bias, into lr-sized steps).
@@ -78,9 +80,18 @@ def main() -> None:
         loss_fn = failing_at(args.fail_call, loss_fn)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    history = fit(model, train_loader, optimizer, epochs=args.epochs, eval_loader=eval_loader, loss_fn=loss_fn,
-                  checkpoint=out / "checkpoint.npz", resume=args.resume, metrics=out / "metrics.jsonl",
-                  progress=False)  # fmt: skip
+    history = fit(
+        model,
+        train_loader,
+        optimizer,
+        epochs=args.epochs,
+        eval_loader=eval_loader,
+        loss_fn=loss_fn,
+        checkpoint=out / "checkpoint.npz",
+        resume=args.resume,
+        metrics=out / "metrics.jsonl",
+        progress=False,
+    )
     for record in history:  # timings differ from run to run
         del record["time"], record["images_per_s"]
     (out / f"rank{rank}.json").write_text(json.dumps({"world_size": world_size, "history": history}))

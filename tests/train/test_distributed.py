@@ -32,8 +32,14 @@ WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
 
 
 # ---- the sampler and the loader ---------------------------------------------------------------
-@given(size=st.integers(0, 40), batch_size=st.integers(1, 12), world_size=st.integers(1, 5), shuffle=st.booleans(),
-       drop_last=st.booleans(), epoch=st.integers(0, 3))  # fmt: skip
+@given(
+    size=st.integers(0, 40),
+    batch_size=st.integers(1, 12),
+    world_size=st.integers(1, 5),
+    shuffle=st.booleans(),
+    drop_last=st.booleans(),
+    epoch=st.integers(0, 3),
+)
 def test_ranks_together_read_the_batches_of_one_process(size, batch_size, world_size, shuffle, drop_last, epoch):
     def batches(**ranks):
         sampler = DistributedSampler(size, batch_size, shuffle=shuffle, seed=3, drop_last=drop_last, **ranks)
@@ -55,18 +61,21 @@ def test_ranks_together_read_the_batches_of_one_process(size, batch_size, world_
 
 
 def test_sampler_example_uneven_and_empty_parts():
-    parts = [[part.tolist() for part in DistributedSampler(10, 4, num_replicas=2, rank=rank).batches(0)]
-             for rank in (0, 1)]  # fmt: skip
+    parts = [
+        [part.tolist() for part in DistributedSampler(10, 4, num_replicas=2, rank=rank).batches(0)] for rank in (0, 1)
+    ]
     assert parts == [[[0, 1], [4, 5], [8]], [[2, 3], [6, 7], [9]]]
-    parts = [[part.tolist() for part in DistributedSampler(5, 4, num_replicas=2, rank=rank).batches(0)]
-             for rank in (0, 1)]  # fmt: skip
+    parts = [
+        [part.tolist() for part in DistributedSampler(5, 4, num_replicas=2, rank=rank).batches(0)] for rank in (0, 1)
+    ]
     assert parts == [[[0, 1], [4]], [[2, 3], []]]  # rank 1 has no sample of the last batch, but still a step
 
 
 def test_shuffled_epochs_are_seeded_and_differ():
     def order(seed, epoch):
-        return np.concatenate(list(DistributedSampler(20, 6, num_replicas=3, rank=1, shuffle=True,
-                                                      seed=seed).batches(epoch))).tolist()  # fmt: skip
+        return np.concatenate(
+            list(DistributedSampler(20, 6, num_replicas=3, rank=1, shuffle=True, seed=seed).batches(epoch))
+        ).tolist()
 
     assert order(0, 0) == order(0, 0)
     assert order(0, 0) != order(0, 1)
@@ -188,8 +197,14 @@ def test_abort_in_one_process_names_the_rank_and_exits(capsys):
 
 def test_buckets_hold_consecutive_arrays_of_one_dtype_up_to_the_bucket_size(monkeypatch):
     monkeypatch.setattr(distributed, "BUCKET_ELEMENTS", 6)
-    arrays = [np.zeros(2, np.float32), np.zeros(3, np.float32), np.zeros(2, np.float32), np.zeros(9, np.float32),
-              np.zeros(1, np.int64), np.zeros(1, np.float32)]  # fmt: skip
+    arrays = [
+        np.zeros(2, np.float32),
+        np.zeros(3, np.float32),
+        np.zeros(2, np.float32),
+        np.zeros(9, np.float32),
+        np.zeros(1, np.int64),
+        np.zeros(1, np.float32),
+    ]
     assert list(distributed._buckets(arrays)) == [[0, 1], [2], [3], [4], [5]]
 
 
@@ -205,10 +220,16 @@ TIMEOUT_S = 120
 def run(command: list, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
     """Run `command` from the repository root with one BLAS thread per rank; fail if it outlives timeout."""
     # The OMPI_ variables let Open MPI's mpiexec run as root, as CI does; MPICH's ignores them.
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # fmt: skip
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        OMPI_ALLOW_RUN_AS_ROOT="1",
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+    )
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -279,8 +300,10 @@ def test_a_checkpoint_resumes_with_another_number_of_ranks(tmp_path):
 
 @needs_mpi
 def test_a_rank_that_raises_ends_the_job_naming_the_rank_and_the_error(tmp_path):
-    completed = run(launch(2, [sys.executable, str(WORKER), "--out", str(tmp_path), "--fail-rank", "1",
-                               "--fail-call", "1"]), timeout=60)  # fmt: skip
+    completed = run(
+        launch(2, [sys.executable, str(WORKER), "--out", str(tmp_path), "--fail-rank", "1", "--fail-call", "1"]),
+        timeout=60,
+    )
     assert completed.returncode != 0, completed.stderr
     assert "[rank 1 of 2]" in completed.stderr, completed.stderr
     assert "RuntimeError: injected failure at call 1" in completed.stderr, completed.stderr
@@ -299,9 +322,29 @@ def test_the_command_line_under_mpiexec_reports_an_error_with_the_rank_and_exit_
 @needs_mpi
 def test_scratchvit_train_under_mpiexec_trains_as_one_process_and_its_checkpoint_resumes(tmp_path):
     pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (the demo extra)")
-    command = [sys.executable, "-m", "scratchvit", "train", "--model", "vit_tiny_patch16_224", "--data", "digits",
-               "--patch-size", "4", "--embed-dim", "32", "--depth", "1", "--num-heads", "2", "--batch-size", "256",
-               "--lr", "3e-3", "--no-progress"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "scratchvit",
+        "train",
+        "--model",
+        "vit_tiny_patch16_224",
+        "--data",
+        "digits",
+        "--patch-size",
+        "4",
+        "--embed-dim",
+        "32",
+        "--depth",
+        "1",
+        "--num-heads",
+        "2",
+        "--batch-size",
+        "256",
+        "--lr",
+        "3e-3",
+        "--no-progress",
+    ]
 
     def epochs(out):
         lines = (out / "metrics.jsonl").read_text().splitlines()
@@ -315,8 +358,9 @@ def test_scratchvit_train_under_mpiexec_trains_as_one_process_and_its_checkpoint
     assert len(one) == len(two) == 1
     for key in ("train_loss", "train_acc1", "eval_loss", "eval_acc1", "eval_acc5"):
         assert two[0][key] == pytest.approx(one[0][key], rel=1e-4), key
-    resumed = run([*command, "--epochs", "2", "--out", str(tmp_path / "2"),
-                   "--resume", str(tmp_path / "2" / "checkpoint.npz")])  # fmt: skip
+    resumed = run(
+        [*command, "--epochs", "2", "--out", str(tmp_path / "2"), "--resume", str(tmp_path / "2" / "checkpoint.npz")]
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert [record["epoch"] for record in epochs(tmp_path / "2")] == [0, 1]
 

@@ -119,8 +119,18 @@ def test_label_smoothing_reaches_cross_entropy():
 def test_metrics_file_has_step_and_epoch_lines(tmp_path):
     model, train, test, optimizer, schedule = setup(epochs=2)
     path = tmp_path / "metrics.jsonl"
-    history = fit(model, train, optimizer, epochs=2, eval_loader=test, schedule=schedule, clip_grad=1.0,
-                  metrics=path, log_interval=2, progress=False)  # fmt: skip
+    history = fit(
+        model,
+        train,
+        optimizer,
+        epochs=2,
+        eval_loader=test,
+        schedule=schedule,
+        clip_grad=1.0,
+        metrics=path,
+        log_interval=2,
+        progress=False,
+    )
     records = read_metrics(path)
     steps = [record for record in records if record["kind"] == "step"]
     epochs = [record for record in records if record["kind"] == "epoch"]
@@ -135,14 +145,31 @@ def test_fit_checkpoints_every_epoch_and_resumes_where_it_stopped(tmp_path):
     straight = fit(model, train, optimizer, epochs=3, eval_loader=test, schedule=schedule, progress=False)
 
     model_a, train_a, test_a, optimizer_a, schedule_a = setup(epochs=3)
-    first = fit(model_a, train_a, optimizer_a, epochs=2, eval_loader=test_a, schedule=schedule_a, checkpoint=path,
-                progress=False)  # fmt: skip
+    first = fit(
+        model_a,
+        train_a,
+        optimizer_a,
+        epochs=2,
+        eval_loader=test_a,
+        schedule=schedule_a,
+        checkpoint=path,
+        progress=False,
+    )
     stored = read_checkpoint(path)
     assert stored.epoch == 1 and stored.step == 2 * len(train_a) and stored.extra["history"] == first
 
     model_b, train_b, test_b, optimizer_b, schedule_b = setup(seed=99, epochs=3)  # other weights and RNG state
-    resumed = fit(model_b, train_b, optimizer_b, epochs=3, eval_loader=test_b, schedule=schedule_b, checkpoint=path,
-                  resume=path, progress=False)  # fmt: skip
+    resumed = fit(
+        model_b,
+        train_b,
+        optimizer_b,
+        epochs=3,
+        eval_loader=test_b,
+        schedule=schedule_b,
+        checkpoint=path,
+        resume=path,
+        progress=False,
+    )
     assert train_b.epochs_set == [2]
     assert resumed[:2] == first and len(resumed) == 3
     assert schedule_b.step_count == 3 * len(train_b)
@@ -174,8 +201,16 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     steps_per_epoch = len(train)  # 6
     fail_at = steps_per_epoch + 2  # epoch 1, batch 2
     with pytest.raises(NonFiniteLossError, match=f"the loss is nan at step {fail_at} \\(epoch 1, batch 2\\)") as caught:
-        fit(model, train, optimizer, epochs=3, loss_fn=nan_loss_at(fail_at), schedule=schedule, checkpoint=path,
-            progress=False)  # fmt: skip
+        fit(
+            model,
+            train,
+            optimizer,
+            epochs=3,
+            loss_fn=nan_loss_at(fail_at),
+            schedule=schedule,
+            checkpoint=path,
+            progress=False,
+        )
     assert caught.value.step == fail_at and caught.value.epoch == 1
     assert isinstance(caught.value, RuntimeError)
     assert f"the last good checkpoint is {path} (epoch 0)" in str(caught.value)
@@ -212,8 +247,9 @@ def test_the_same_loop_pretrains_a_model_whose_forward_returns_the_loss():
     train = ArrayLoader(*blobs(128, seed=3), batch_size=32)
     test = ArrayLoader(*blobs(64, seed=4), batch_size=32, shuffle=False)
     optimizer = AdamW(model.parameters(), lr=0.1, weight_decay=0.0)
-    history = fit(model, train, optimizer, epochs=6, eval_loader=test, loss_fn=masked_autoencoder_loss(0.5),
-                  progress=False)  # fmt: skip
+    history = fit(
+        model, train, optimizer, epochs=6, eval_loader=test, loss_fn=masked_autoencoder_loss(0.5), progress=False
+    )
     assert set(model.mask_ratios) == {0.5}
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
     assert "train_acc1" not in history[0] and "eval_acc1" not in history[0] and "eval_loss" in history[0]

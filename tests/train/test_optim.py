@@ -324,10 +324,19 @@ def test_weight_decay_groups_follow_timms_rule():
     model.head.bias.requires_grad = False  # frozen: left out
     groups = param_groups_weight_decay(model, weight_decay=0.05, no_weight_decay_list=["head.weight"])
     assert names_by_decay(groups) == {
-        0.0: {"cls_token", "pos_embed", "patch_embed.proj.bias", "blocks.0.norm1.weight", "blocks.0.norm1.bias",
-              "blocks.0.fc.bias", "norm.weight", "norm.bias", "head.weight"},
+        0.0: {
+            "cls_token",
+            "pos_embed",
+            "patch_embed.proj.bias",
+            "blocks.0.norm1.weight",
+            "blocks.0.norm1.bias",
+            "blocks.0.fc.bias",
+            "norm.weight",
+            "norm.bias",
+            "head.weight",
+        },
         0.05: {"patch_embed.proj.weight", "blocks.0.fc.weight"},
-    }  # fmt: skip
+    }
     by_name = dict(model.named_parameters())
     for group in groups:
         assert [id(p) for p in group["params"]] == [id(by_name[name]) for name in group["param_names"]]

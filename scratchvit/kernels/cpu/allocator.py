@@ -4,8 +4,9 @@ Every op returns fresh arrays of a few MiB, and backward frees them again. glibc
 blocks above its mmap threshold (128 KiB at first, growing to at most 32 MiB) with fresh pages
 from the kernel, and gives the top of its heap back once more than the trim threshold is free.
 Either way the next array of that size starts on new pages, and the kernel's page fault on the
-first touch of each 4 KiB page can cost as much as several passes of arithmetic over it. PyTorch sidesteps most of it by allocating fewer temporaries;
-on the GPU, CuPy's memory pool already reuses device memory.
+first touch of each 4 KiB page can cost as much as several passes of arithmetic over it. PyTorch
+sidesteps most of it by allocating fewer temporaries; on the GPU, CuPy's memory pool already
+reuses device memory.
 
 `retain_freed_memory` sets the mmap threshold to its maximum and the trim threshold to 1 GiB,
 so freed blocks stay in the heap and the next step reuses the pages already mapped. The peak
