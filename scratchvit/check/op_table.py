@@ -219,6 +219,7 @@ def _add_same_shape_inputs(rng, sizes, dtype, device):
     """a + b of one shape (m, n), as in the residual adds: no broadcasting."""
     return tuple(_leaf(_normal(rng, tuple(sizes)), dtype, device) for _ in range(2))
 
+
 # ---- reductions: x (a, b, c) -----------------------------------------------------------------
 _CUBE_SIZES, _CUBE_RANGES = (2, 3, 4), ((1, 3), (1, 3), (1, 4))
 
@@ -439,8 +440,7 @@ def _allowed(rng, queries: int, keys: int) -> np.ndarray:
     return allowed
 
 
-@_register("scaled_dot_product_attention", F.scaled_dot_product_attention, _LONG_ATTENTION_SIZES,
-           _ATTENTION_RANGES)  # fmt: skip
+@_register("scaled_dot_product_attention", F.scaled_dot_product_attention, _LONG_ATTENTION_SIZES, _ATTENTION_RANGES)
 def _attention_inputs(rng, sizes, dtype, device):
     return _qkv(rng, sizes, dtype, device)
 
@@ -513,8 +513,9 @@ def _self_attention_bias_mask_inputs(rng, sizes, dtype, device):
     return _qkv_packed(rng, sizes, dtype, device), heads, bias, _constant(mask, device)
 
 
-@_register("multi_head_self_attention_dropout", _self_attention_dropout_fixed, _SELF_ATTENTION_SIZES,
-           _SELF_ATTENTION_RANGES)  # fmt: skip
+@_register(
+    "multi_head_self_attention_dropout", _self_attention_dropout_fixed, _SELF_ATTENTION_SIZES, _SELF_ATTENTION_RANGES
+)
 def _self_attention_dropout_inputs(rng, sizes, dtype, device):
     return _qkv_packed(rng, sizes, dtype, device), sizes[2]
 

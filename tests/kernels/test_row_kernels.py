@@ -56,7 +56,8 @@ def make_inputs(name: str, shape: tuple, dtype, seed: int, strided: bool) -> lis
         x = rng.standard_normal(shape).astype(dtype)
     count = OPS[name][1]
     if name == "layer_norm":
-        return [x, (1 + 0.5 * rng.standard_normal(shape[-1])).astype(dtype), rng.standard_normal(shape[-1]).astype(dtype)]
+        weight = (1 + 0.5 * rng.standard_normal(shape[-1])).astype(dtype)
+        return [x, weight, rng.standard_normal(shape[-1]).astype(dtype)]
     return [x] + [rng.standard_normal(shape).astype(dtype) for _ in range(count - 1)]
 
 

@@ -8,9 +8,10 @@ without a temporary. The formulas are the textbook's.
 
 Every row is normalised on its own, so x, viewed as rows (R, C), is cut into one part of
 consecutive rows per core (threads.py) once scratchvit has taken over from OpenBLAS and x has at
-least chunks.MIN_PARALLEL_ELEMENTS elements: each part runs the forward, and later the backward,
-of its rows on its own thread, writing its slice of the output. The backward's dw and db are
-sums over all rows: each part sums its own rows, and the parts' sums are added.
+least min_parallel_elements() elements: each part runs the forward, and later the backward, of
+its rows on its own thread, writing its slice of the output. The backward's dw and db are sums
+over all rows: each part sums its own rows, and the parts' sums are added. Smaller arrays stay
+on the calling thread: waking a thread costs more than their work.
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ from ..registry import register_kernel
 from . import chunks, threads
 
 
+def min_parallel_elements() -> int:
+    """The fewest elements worth cutting: a quarter of a chunked kernel's minimum, since a row
+    kernel does more work per element (several passes each way) than one elementwise pass."""
+    return chunks.MIN_PARALLEL_ELEMENTS // 4
+
+
 def row_parts(rows: int, channels: int) -> list:
     """(start, stop) of the parts that (rows, channels) is cut into: one part below the minimum."""
-    parts = threads.parts_for(rows * channels, minimum=chunks.MIN_PARALLEL_ELEMENTS)
-    return threads.bounds(rows, max(1, min(parts, rows)))
+    parts = min(threads.parts_for(rows * channels, minimum=min_parallel_elements()), rows)
+    return threads.bounds(rows, parts) if parts > 1 else [(0, rows)]
 
 
 def layer_norm_rows(rows, weight, bias, eps, out, mean, inv_std) -> None:

@@ -1,12 +1,13 @@
 """a + b for two same-shaped arrays, cut over every core (textbook op: ops.elementwise.Add).
 
 The residual adds of a transformer block (x + attn(x), x + mlp(x)) add two arrays of the same
-shape, (B, N, C), a pass over main memory that one core cannot saturate. Once scratchvit has
-taken over from OpenBLAS and the arrays have at least MIN_PARALLEL_ELEMENTS elements, the flat
-arrays are cut into one range per core (threads.py), each added into its slice of the output
-on its own thread. Anything else (broadcasting, a non-contiguous operand, a small array) runs
-the textbook's a + b. The backward is the textbook's: for same shapes, unbroadcast hands back
-the incoming gradient itself to both inputs, without a copy.
+shape, (B, N, C): one pass over three arrays, more than one core's share of the memory
+bandwidth. Once scratchvit has taken over from OpenBLAS and the arrays have at least
+min_parallel_elements() elements, the flat arrays are cut into one range per core (threads.py),
+each added into its slice of the output on its own thread. Anything else (broadcasting, a
+non-contiguous operand, a small array) runs the textbook's a + b. The backward is the
+textbook's: for same shapes, unbroadcast hands back the incoming gradient itself to both
+inputs, without a copy.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from . import chunks, threads
 
 
 def min_parallel_elements() -> int:
-    """The fewest elements worth cutting: a sum costs less per element than a chunked kernel."""
+    """The fewest elements worth cutting: twice a chunked kernel's minimum, since a sum does one
+    addition per element: below that a thread's wake-up costs more than it saves."""
     return 2 * chunks.MIN_PARALLEL_ELEMENTS
 
 
@@ -39,5 +41,5 @@ class ResidualAdd(Add):
         def part(start: int, stop: int) -> None:
             np.add(flat_a[start:stop], flat_b[start:stop], out=flat_out[start:stop])
 
-        threads.run_parts(part, threads.bounds(a.size, max(1, min(parts, a.size))))
+        threads.run_parts(part, threads.bounds(a.size, min(parts, a.size)))
         return out
