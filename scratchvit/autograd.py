@@ -119,10 +119,12 @@ class Function:
     def implementation(cls, tensors: tuple) -> type:
         """The class that runs this op on `tensors`: a registered kernel, or the op itself."""
         kernels = KERNELS.get(cls)
-        if not kernels or _KernelTier.name != "fast":
+        if kernels is None or _KernelTier.name != "fast":
             return cls
-        data = next(t.data for t in tensors if t is not None)
-        return kernels.get((backend.backend_name(data), data.dtype), cls)
+        for tensor in tensors:
+            if tensor is not None:
+                return kernels.get((backend.backend_name(tensor.data), tensor.data.dtype), cls)
+        return cls
 
     def release(self) -> None:
         """Drop the inputs and saved arrays once backward has used them."""

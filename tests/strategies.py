@@ -120,7 +120,7 @@ def cut_in_parts(count: int = 3):
 
     state = threads._Threads()
     saved = (threads._threads, threads.MIN_PARALLEL_FLOPS, chunks.MIN_PARALLEL_ELEMENTS)
-    state.found, state.own, state.count = True, True, count
+    state.found, state.allowed, state.own, state.count = True, True, True, count
     state.pool = ThreadPoolExecutor(count - 1)
     threads._threads, threads.MIN_PARALLEL_FLOPS, chunks.MIN_PARALLEL_ELEMENTS = state, 0, 0
     try:

@@ -9,10 +9,10 @@ process, every library in it included, so they are made only on request:
 
 - malloc (glibc only; SCRATCHVIT_MALLOC=system leaves it alone): freed memory stays mapped for
   the next step (cpu/allocator.py).
-- threads (NumPy on OpenBLAS, more than one core): OpenBLAS is set to one thread and large
-  products, attention and chunked kernels are cut over scratchvit's own threads, one per core
-  (cpu/threads.py). Until then those kernels run on the calling thread, and OpenBLAS keeps its
-  threads.
+- threads (NumPy on OpenBLAS, more than one core): at the first large product, attention or
+  chunked kernel, OpenBLAS is set to one thread and such work is cut over scratchvit's own
+  threads, one per core (cpu/threads.py). Without this call those kernels run on the calling
+  thread, and OpenBLAS keeps its threads.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .cpu import allocator, threads
 
 def tune_process() -> dict:
     """Make both settings; returns which took effect, {"malloc": bool, "threads": bool}."""
-    return {"malloc": allocator.configure_from_environment(), "threads": threads.take_over_blas()}
+    return {"malloc": allocator.configure_from_environment(), "threads": threads.allow_take_over()}
 
 
 def restore_process() -> None:

@@ -143,7 +143,7 @@ class NoPool:
 
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_without_take_over_nothing_is_cut(name, monkeypatch):
-    """Until take_over_blas() has run, parts_for is 1 for any size and every kernel runs on the
+    """Until allow_take_over() has run, parts_for is 1 for any size and every kernel runs on the
     calling thread, on arrays above every minimum too."""
     state = threads._Threads()
     state.found, state.count, state.own, state.pool = True, 3, False, NoPool()
@@ -159,7 +159,7 @@ def test_without_take_over_nothing_is_cut(name, monkeypatch):
 def test_small_arrays_stay_on_the_calling_thread(monkeypatch):
     """With scratchvit's threads taken over, arrays below the minimum are not cut."""
     state = threads._Threads()
-    state.found, state.count, state.own, state.pool = True, 3, True, NoPool()
+    state.found, state.count, state.allowed, state.own, state.pool = True, 3, True, True, NoPool()
     monkeypatch.setattr(threads, "_threads", state)
     x = sv.Tensor(np.ones((4, 8), np.float32), requires_grad=True)
     F.layer_norm(x).backward(np.ones((4, 8), np.float32))

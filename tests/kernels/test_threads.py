@@ -1,5 +1,5 @@
 """threads.py: products cut into parts, one per thread, equal np.matmul however they are cut;
-OpenBLAS keeps its threads until take_over_blas() sets it to one thread, and
+OpenBLAS keeps its threads until allow_take_over() and large work set it to one thread, and
 restore_blas_threads gives them back; a forked child starts afresh."""
 
 from __future__ import annotations
@@ -92,10 +92,11 @@ def test_small_products_and_one_thread_are_plain(three_threads, monkeypatch):
     assert calls == []
 
 
-def test_openblas_keeps_its_threads_until_taken_over_then_is_restored(monkeypatch):
+def test_openblas_keeps_its_threads_until_allowed_and_large_work_then_is_restored(monkeypatch):
     """NumPy's wheels bundle OpenBLAS: products alone, however large, leave its threads alone;
-    take_over_blas() sets it to one thread and starts a pool for the others; restore_blas_threads
-    gives them back and ends the cutting."""
+    after allow_take_over() small work still does, and the first work of MIN_PARALLEL_FLOPS sets
+    it to one thread and starts a pool for the others; restore_blas_threads gives them back and
+    ends the cutting."""
     blas = threads.find_openblas()
     if blas is None:
         pytest.skip("this NumPy does not use OpenBLAS (MKL or Accelerate): products stay plain a @ b")
@@ -103,15 +104,17 @@ def test_openblas_keeps_its_threads_until_taken_over_then_is_restored(monkeypatc
     blas.set_num_threads(2)
     state = threads._Threads()
     monkeypatch.setattr(threads, "_threads", state)
-    monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 2 * 8**3)
     try:
-        large = np.ones((8, 8), np.float32)
+        small, large = np.ones((4, 4), np.float32), np.ones((8, 8), np.float32)
         np.testing.assert_array_equal(threads.matmul(large, large), np.full((8, 8), 8.0))
         assert not state.own and blas.get_num_threads() == 2 and threads.parts_for(1e12) == 1
-        assert threads.take_over_blas() is True
+        assert threads.allow_take_over() is True
+        np.testing.assert_array_equal(threads.matmul(small, small), np.full((4, 4), 4.0))
+        assert not state.own and blas.get_num_threads() == 2
+        np.testing.assert_array_equal(threads.matmul(large, large), np.full((8, 8), 8.0))
         assert state.own and blas.get_num_threads() == 1 and state.pool._max_workers == 1
         assert threads.parts_for(1e12) == 2
-        np.testing.assert_array_equal(threads.matmul(large, large), np.full((8, 8), 8.0))
         threads.restore_blas_threads()
         assert blas.get_num_threads() == 2 and not state.own and state.pool is None
         assert threads.parts_for(1e12) == 1

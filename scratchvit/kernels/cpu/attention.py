@@ -1,7 +1,7 @@
 """Attention by parts of the batch, weights kept or recomputed (textbook ops: ops.attention).
 
 Two changes to the textbook's AttentionFunction, the math unchanged:
-- Parts. Once threads.take_over_blas() has run and the work is large enough, the batch is cut
+- Parts. Once threads.allow_take_over() has run and the work is large enough, the batch is cut
   along its longest leading axis into one part per core, and the whole core, products and
   softmax, runs per part on scratchvit's threads: one thread's wake-up is paid per op, not per
   product.

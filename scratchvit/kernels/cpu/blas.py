@@ -1,7 +1,7 @@
 """Matrix products on scratchvit's threads (textbook ops: ops.products.MatMul and LinearFn).
 
 Each product goes through threads.matmul, which cuts large work into one part per core once
-threads.take_over_blas() has run, and is plain a @ b before that. The math is the textbook's.
+threads.allow_take_over() has run, and is plain a @ b before that. The math is the textbook's.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ A kernel's work arrays ("scratch") are allocated once per thread and reused chun
 fresh temporary of a few hundred KiB is handed out by the C allocator as new pages, and the page
 faults of touching them cost more than the arithmetic done in them.
 
-Once threads.take_over_blas() has run, arrays of at least MIN_PARALLEL_ELEMENTS are cut into
+Once threads.allow_take_over() has run, arrays of at least MIN_PARALLEL_ELEMENTS are cut into
 one part per core (threads.py), each part's chunks on its own thread. Every ufunc call takes and
 releases the GIL, so the threads hand it to each other at every step of a chunk: the gain is
 well short of the core count, and smaller arrays stay on the calling thread, since a thread

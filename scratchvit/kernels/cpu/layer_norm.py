@@ -7,7 +7,7 @@ allocates only the arrays it returns or must hold (a fresh large array costs a p
 without a temporary. The formulas are the textbook's.
 
 Every row is normalised on its own, so x, viewed as rows (R, C), is cut into one part of
-consecutive rows per core (threads.py) once scratchvit has taken over from OpenBLAS and x has at
+consecutive rows per core (threads.py) once scratchvit may take over from OpenBLAS and x has at
 least min_parallel_elements() elements: each part runs the forward, and later the backward, of
 its rows on its own thread, writing its slice of the output. The backward's dw and db are sums
 over all rows: each part sums its own rows, and the parts' sums are added. Smaller arrays stay

@@ -2,7 +2,7 @@
 
 The residual adds of a transformer block (x + attn(x), x + mlp(x)) add two arrays of the same
 shape, (B, N, C): one pass over three arrays, more than one core's share of the memory
-bandwidth. Once scratchvit has taken over from OpenBLAS and the arrays have at least
+bandwidth. Once scratchvit may take over from OpenBLAS and the arrays have at least
 min_parallel_elements() elements, the flat arrays are cut into one range per core (threads.py),
 each added into its slice of the output on its own thread. Anything else (broadcasting, a
 non-contiguous operand, a small array) runs the textbook's a + b. The backward is the

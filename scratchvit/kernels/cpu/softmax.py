@@ -3,7 +3,7 @@
 Each direction allocates one array, the one it returns, and works in it: exp, the division by
 the row sums and the backward's products run with `out=`. The formulas are the textbook's.
 
-Every slice along the softmax axis is computed on its own, so once scratchvit has taken over
+Every slice along the softmax axis is computed on its own, so once scratchvit may take over
 from OpenBLAS and x has at least min_parallel_elements() elements, x is cut along another axis
 into one part per core (threads.py): the first other axis with at least one index per part,
 else the longest other axis. Each part runs the forward, and later the backward, of its slices

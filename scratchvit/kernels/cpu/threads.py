@@ -10,13 +10,14 @@ releases the GIL in products and ufuncs. PyTorch runs its work the same way, in 
 threads of its own. Large 2-D products (the linear layers) are cut by rows or columns.
 
 Setting OpenBLAS to one thread changes every NumPy product in the process, so nothing here does
-it on its own: `take_over_blas()` (called by scratchvit.kernels.tune_process(), which the
-`scratchvit` command calls) sets the OpenBLAS that NumPy loaded (found through ctypes: NumPy
-does not expose it) to one thread and starts a pool of one thread per further core it was
-using, and `restore_blas_threads()` undoes both. Until then every part count is 1 and OpenBLAS
-keeps its threads. Our threads sleep when idle and take a while to wake, so even then only work
-of at least MIN_PARALLEL_FLOPS is cut. With another BLAS (MKL, Accelerate), one core, or CuPy,
-nothing is cut.
+it on its own: `allow_take_over()` (called by scratchvit.kernels.tune_process(), which the
+`scratchvit` command calls) lets scratchvit take over, and `restore_blas_threads()` undoes it.
+Even then the take-over waits for the first work of at least MIN_PARALLEL_FLOPS: only then is
+the OpenBLAS that NumPy loaded (found through ctypes: NumPy does not expose it) set to one thread
+and a pool started of one thread per further core it was using. Our threads sleep when idle and
+take a while to wake, so smaller work is never cut, and a small model (the digits demo) keeps
+OpenBLAS's spinning workers for all its products. With another BLAS (MKL, Accelerate), one
+core, or CuPy, nothing is cut.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class _Threads:
         self.found = False
         self.blas: OpenBLAS | None = None
         self.count = 1  # parts work is cut into; 1: never cut
+        self.allowed = False  # allow_take_over() has run
         self.own = False
         self.pool: ThreadPoolExecutor | None = None
 
@@ -136,26 +138,29 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
     os.register_at_fork(after_in_child=_forget_threads_in_child)
 
 
-def take_over_blas() -> bool:
-    """Set NumPy's OpenBLAS to one thread and cut large work over a pool of our own threads
-    instead; False (and nothing changed) with another BLAS or one core."""
+def allow_take_over() -> bool:
+    """Let scratchvit take over from NumPy's OpenBLAS at the first work of MIN_PARALLEL_FLOPS or
+    more; False (nothing to take over) with another BLAS or one core."""
     _threads.find()
-    _threads.take_over()
-    return _threads.own
+    _threads.allowed = _threads.count > 1
+    return _threads.allowed
 
 
 def restore_blas_threads() -> None:
-    """Give OpenBLAS back the thread count take_over_blas found, and stop our pool."""
+    """Give OpenBLAS back the thread count it had, stop our pool, and take over no more."""
     _threads.find()
     _threads.give_back()
+    _threads.allowed = False
 
 
 def parts_for(work: float, minimum: float | None = None) -> int:
     """How many parts to cut `work` into (floating-point operations, or the elements of an
-    elementwise kernel): one per core once take_over_blas() has run and `work` reaches `minimum`
-    (MIN_PARALLEL_FLOPS unless given), else 1."""
-    if not _threads.own or work < (MIN_PARALLEL_FLOPS if minimum is None else minimum):
+    elementwise kernel): 1 until allow_take_over() has run or below `minimum` (MIN_PARALLEL_FLOPS
+    unless given); else one per core, taking over from OpenBLAS if not yet."""
+    if not _threads.allowed or work < (MIN_PARALLEL_FLOPS if minimum is None else minimum):
         return 1
+    if not _threads.own:
+        _threads.take_over()
     return _threads.count
 
 
