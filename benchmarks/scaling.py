@@ -96,6 +96,16 @@ def worker(name: str, steps: int, warmup: int) -> None:
     print(json.dumps(result), flush=True)
 
 
+def json_objects(text: str) -> list:
+    """Every JSON object in `text`: the ranks share one stdout, and two ranks' lines can run together."""
+    decoder, objects, position = json.JSONDecoder(), [], text.find("{")
+    while position != -1:
+        found, end = decoder.raw_decode(text, position)
+        objects.append(found)
+        position = text.find("{", end)
+    return objects
+
+
 def run(name: str, processes: int, steps: int, warmup: int, mpiexec: str | None) -> dict:
     """The workload on `processes` ranks (one plain process for 1): rank 0's medians."""
     command = [
@@ -115,7 +125,7 @@ def run(name: str, processes: int, steps: int, warmup: int, mpiexec: str | None)
     completed = subprocess.run(command, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
     if completed.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{completed.stderr}")
-    ranks = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    ranks = json_objects(completed.stdout)
     rank0 = next(result for result in ranks if result["rank"] == 0)
     batch = WORKLOADS[name].batch_size
     return {
