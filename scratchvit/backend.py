@@ -130,7 +130,7 @@ def set_default_device(device: str | Device) -> None:
 
 def xp_of(array):
     """The array module (numpy or cupy) that owns `array`."""
-    if type(array).__module__.startswith("cupy"):
+    if backend_name(array) == "cupy":
         return _cupy()
     return np
 
@@ -142,7 +142,7 @@ def backend_name(array) -> str:
 
 def device_of(array) -> Device:
     """The Device an array lives on."""
-    if type(array).__module__.startswith("cupy"):
+    if backend_name(array) == "cupy":
         return Device("cuda", array.device.id)
     return CPU
 

@@ -20,10 +20,6 @@ class MatMul(Function):
     """
 
     def forward(self, a, b):
-        if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(f"matmul needs tensors of at least 1 dimension, got shapes {a.shape} and {b.shape}")
-        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match in the inner dimension")
         self.a, self.b = a, b
         return a @ b
 
@@ -67,6 +63,11 @@ class LinearFn(Function):
 
 def matmul(a, b) -> Tensor:
     """a @ b with NumPy's rules: (..., n, k) @ (..., k, m) -> (..., n, m), batch dims broadcast."""
+    shape_a, shape_b = (tuple(getattr(value, "shape", ())) for value in (a, b))
+    if not shape_a or not shape_b:
+        raise ValueError(f"matmul needs tensors of at least 1 dimension, got shapes {shape_a} and {shape_b}")
+    if shape_a[-1] != shape_b[-2 if len(shape_b) > 1 else 0]:
+        raise ValueError(f"matmul: shapes {shape_a} and {shape_b} do not match in the inner dimension")
     return MatMul.apply(a, b)
 
 

@@ -19,11 +19,10 @@ import math
 
 import numpy as np
 
+from ...backend import FLOAT_DTYPES
 from ...ops.attention import AttentionFunction, MultiHeadSelfAttention, ScaledDotProductAttention
 from ..registry import register_kernel
 from . import threads
-
-FLOAT_DTYPES = (np.float32, np.float64)
 
 
 def scores_in_place(q, k, bias, mask, scale: float):

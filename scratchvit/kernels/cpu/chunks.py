@@ -28,6 +28,12 @@ MIN_PARALLEL_ELEMENTS = 1 << 20  # below this a thread's wake-up costs more than
 _scratch_buffers: dict = {}  # (thread, slot, dtype) -> a reusable work array of CHUNK_SIZE elements
 
 
+def min_parallel_row_elements() -> int:
+    """The fewest elements worth cutting for a row kernel (layer norm, softmax): a quarter of
+    MIN_PARALLEL_ELEMENTS, since it does several passes over each row, each direction."""
+    return MIN_PARALLEL_ELEMENTS // 4
+
+
 def map_chunks(kernel, inputs: tuple, outputs: tuple, scratch: tuple = ()) -> None:
     """kernel(*input_chunks, *output_chunks, *scratch_chunks) over matching chunks of same-sized arrays.
 

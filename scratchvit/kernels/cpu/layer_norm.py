@@ -8,7 +8,7 @@ without a temporary. The formulas are the textbook's.
 
 Every row is normalised on its own, so x, viewed as rows (R, C), is cut into one part of
 consecutive rows per core (threads.py) once scratchvit may take over from OpenBLAS and x has at
-least min_parallel_elements() elements: each part runs the forward, and later the backward, of
+least chunks.min_parallel_row_elements() elements: each part runs the forward, and later the backward, of
 its rows on its own thread, writing its slice of the output. The backward's dw and db are sums
 over all rows: each part sums its own rows, and the parts' sums are added. Smaller arrays stay
 on the calling thread: waking a thread costs more than their work.
@@ -18,20 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...backend import FLOAT_DTYPES
 from ...ops.norm import LayerNormFn
 from ..registry import register_kernel
 from . import chunks, threads
 
 
-def min_parallel_elements() -> int:
-    """The fewest elements worth cutting: a quarter of a chunked kernel's minimum, since a row
-    kernel does more work per element (several passes each way) than one elementwise pass."""
-    return chunks.MIN_PARALLEL_ELEMENTS // 4
-
-
 def row_parts(rows: int, channels: int) -> list:
     """(start, stop) of the parts that (rows, channels) is cut into: one part below the minimum."""
-    parts = min(threads.parts_for(rows * channels, minimum=min_parallel_elements()), rows)
+    parts = min(threads.parts_for(rows * channels, minimum=chunks.min_parallel_row_elements()), rows)
     return threads.bounds(rows, parts) if parts > 1 else [(0, rows)]
 
 
@@ -79,7 +74,7 @@ def layer_norm_backward_rows(grad, rows, mean, inv_std, weight, has_bias, grad_x
     return grad_weight, grad_bias
 
 
-@register_kernel(LayerNormFn, "numpy", (np.float32, np.float64))
+@register_kernel(LayerNormFn, "numpy", FLOAT_DTYPES)
 class LayerNormInPlace(LayerNormFn):
     """layer_norm keeping x and two numbers per row, in place, row sums by einsum, rows cut over the cores."""
 

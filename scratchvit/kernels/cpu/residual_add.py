@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...backend import FLOAT_DTYPES
 from ...ops.elementwise import Add
 from ..registry import register_kernel
 from . import chunks, threads
@@ -25,7 +26,7 @@ def min_parallel_elements() -> int:
     return 2 * chunks.MIN_PARALLEL_ELEMENTS
 
 
-@register_kernel(Add, "numpy", (np.float32, np.float64))
+@register_kernel(Add, "numpy", FLOAT_DTYPES)
 class ResidualAdd(Add):
     """a + b of two same-shaped contiguous arrays cut into one flat range per core."""
 

@@ -4,7 +4,7 @@ Each direction allocates one array, the one it returns, and works in it: exp, th
 the row sums and the backward's products run with `out=`. The formulas are the textbook's.
 
 Every slice along the softmax axis is computed on its own, so once scratchvit may take over
-from OpenBLAS and x has at least min_parallel_elements() elements, x is cut along another axis
+from OpenBLAS and x has at least chunks.min_parallel_row_elements() elements, x is cut along another axis
 into one part per core (threads.py): the first other axis with at least one index per part,
 else the longest other axis. Each part runs the forward, and later the backward, of its slices
 on its own thread, writing its piece of the output. A 1-D x is never cut, and smaller arrays
@@ -17,24 +17,17 @@ import math
 
 import numpy as np
 
+from ...backend import FLOAT_DTYPES
 from ...ops.activation import LogSoftmax, Softmax
 from ..registry import register_kernel
 from . import chunks, threads
-
-FLOAT_DTYPES = (np.float32, np.float64)
-
-
-def min_parallel_elements() -> int:
-    """The fewest elements worth cutting: a quarter of a chunked kernel's minimum, since exp and
-    the passes over each slice cost more per element than one elementwise pass."""
-    return chunks.MIN_PARALLEL_ELEMENTS // 4
 
 
 def slice_parts(shape: tuple, axis: int) -> list:
     """Index tuples of the parts that an array of `shape` is cut into, each whole along `axis`:
     [(slice(None),)] (the whole array) when it is not cut."""
     others = [a for a in range(len(shape)) if a != axis]
-    parts = threads.parts_for(math.prod(shape), minimum=min_parallel_elements())
+    parts = threads.parts_for(math.prod(shape), minimum=chunks.min_parallel_row_elements())
     if parts < 2 or not others:
         return [(slice(None),)]
     cut = next((a for a in others if shape[a] >= parts), max(others, key=lambda a: shape[a]))
