@@ -107,9 +107,12 @@ class Function:
     def apply(cls, *inputs, **params) -> Tensor:
         tensors = tuple(None if value is None else _as_tensor(value, like=inputs) for value in inputs)
         _check_same_device_and_dtype(cls.__name__, tensors)
+        device = next((t.device for t in tensors if t is not None), backend.CPU)
+        params = {name: _on_device(value, device) for name, value in params.items()}
         function = cls.implementation(tensors)()
         function.recording = _GradMode.enabled and any(t is not None and t.requires_grad for t in tensors)
-        output = function.forward(*(None if t is None else t.data for t in tensors), **params)
+        with backend.on_device(device):
+            output = function.forward(*(None if t is None else t.data for t in tensors), **params)
         if function.recording:
             function.inputs = tensors
             return Tensor._from_op(output, function)
@@ -140,8 +143,17 @@ def _as_tensor(value, like) -> Tensor:
     if reference is None:
         return Tensor(value)
     if isinstance(value, (int, float, bool, np.generic)):
-        return Tensor(reference.xp.asarray(value, dtype=reference.dtype))
+        with backend.on_device(reference.device):
+            return Tensor(reference.xp.asarray(value, dtype=reference.dtype))
     return Tensor(value, device=reference.device)
+
+
+def _on_device(value, device):
+    """The one rule for host arrays: a NumPy array handed to an op (a mask, a condition, a
+    constant) moves to the device of the op's tensors. Anything else is left as it is."""
+    if isinstance(value, np.ndarray) and device.kind != "cpu":
+        return backend.to_device(value, device)
+    return value
 
 
 def _check_same_device_and_dtype(op_name: str, tensors: tuple) -> None:
@@ -183,9 +195,11 @@ class Tensor:
             target = backend.device_of(data) if device is None else backend.get_device(device)
             data = backend.to_device(data, target)
         else:  # Python numbers and lists: floats become float32, as in PyTorch
-            data = backend.get_device(device).xp.asarray(data)
-            if data.dtype == np.float64:
-                data = data.astype(backend.DEFAULT_DTYPE)
+            target = backend.get_device(device)
+            with backend.on_device(target):
+                data = target.xp.asarray(data)
+                if data.dtype == np.float64:
+                    data = data.astype(backend.DEFAULT_DTYPE)
         if dtype is not None:
             data = data.astype(dtype, copy=False)
         if requires_grad and data.dtype.kind != "f":
@@ -249,7 +263,7 @@ class Tensor:
     def item(self) -> float:
         if self.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.reshape(()).item()
+        return backend.read_scalar(self.data)  # with any check waiting on the GPU
 
     def numpy(self) -> np.ndarray:
         """The data as a NumPy array (copied off the GPU if needed)."""
@@ -309,10 +323,10 @@ class Tensor:
         return shape.getitem(self, index)
 
     def __lt__(self, other):
-        return Tensor._from_op(self.data < _raw(other), None)
+        return Tensor._from_op(self.data < _on_device(_raw(other), self.device), None)
 
     def __gt__(self, other):
-        return Tensor._from_op(self.data > _raw(other), None)
+        return Tensor._from_op(self.data > _on_device(_raw(other), self.device), None)
 
     # ---- methods, as in PyTorch -------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
@@ -374,6 +388,10 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError("backward() called on a tensor that does not require grad")
+        with backend.on_device(self.device):  # the GPU the graph's arrays are on is current
+            self._backward(grad, retain_graph)
+
+    def _backward(self, grad, retain_graph: bool) -> None:
         if grad is None:
             if self.size != 1:
                 raise ValueError(f"backward() without grad needs a one-element tensor, got shape {self.shape}")

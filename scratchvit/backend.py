@@ -4,12 +4,14 @@ This is the only module that imports CuPy, and it does so lazily, the first time
 device is asked for, so the package imports, trains and tests with NumPy alone.
 
 Everything else asks this module: `xp_of(array)` for the array module of an array,
-`get_device(name)` to parse "cpu" / "cuda" / "cuda:N", `to_device` to move an array, and
+`get_device(name)` to parse "cpu" / "cuda" / "cuda:N", `to_device` to move an array,
+`on_device(device)` to make a GPU current while its arrays are made and computed, and
 `host_rng()` / `device_rng(device)` for random numbers (`manual_seed` seeds both).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 
@@ -123,9 +125,25 @@ def default_device() -> Device:
 
 
 def set_default_device(device: str | Device) -> None:
-    """Make `device` the default for new tensors and modules."""
+    """Make `device` the default for new tensors and modules; for "cuda:N", also the current
+    CUDA device of this thread, so that CuPy's kernels and new arrays run there."""
     global _default_device
     _default_device = get_device(device)
+    if _default_device.kind == "cuda":
+        _cupy().cuda.Device(_default_device.index).use()
+
+
+_NO_DEVICE_SCOPE = contextlib.nullcontext()
+
+
+def on_device(device: Device):
+    """A context in which `device` is CuPy's current device (nothing to do for the CPU).
+
+    CuPy makes new arrays on the current device and runs a kernel only there, so every op, every
+    factory and every optimizer step on "cuda:N" runs inside `with on_device(cuda:N)`."""
+    if device.kind == "cpu":
+        return _NO_DEVICE_SCOPE
+    return _cupy().cuda.Device(device.index)
 
 
 def xp_of(array):
@@ -168,12 +186,84 @@ def to_numpy(array) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
+# Checks computed on a GPU. Reading their result at once would make the host wait for the
+# device at every call; instead they are read with the next value the host reads, as CUDA
+# reports a failed device-side assertion at the next synchronisation.
+# ---------------------------------------------------------------------------------------
+_pending_checks: dict[str, list] = {}  # message -> 0-d bool device arrays, True where the check passed
+
+
+def check_on_device(passed, message: str) -> None:
+    """Raise ValueError(message) unless `passed` (a 0-d bool array) is true: at once for a NumPy
+    array; for a GPU array at the next `read_scalar` (nothing waits for the device here)."""
+    if backend_name(passed) == "numpy":
+        if not bool(passed):
+            raise ValueError(message)
+        return
+    waiting = _pending_checks.setdefault(message, [])
+    waiting.append(passed)
+    if len(waiting) > 64:  # a long run between reads: keep one flag per message
+        _pending_checks[message] = [xp_of(passed).stack(waiting).all()]
+
+
+def read_scalar(array):
+    """`array.item()`, the one way a value comes to the host. Checks waiting on the array's GPU
+    travel in the same copy, and the first that failed raises ValueError."""
+    if backend_name(array) == "numpy" or not _pending_checks:
+        return array.item()
+    xp = xp_of(array)
+    device = device_of(array)
+    messages = [m for m, flags in _pending_checks.items() if all(device_of(flag) == device for flag in flags)]
+    flags = [xp.stack(_pending_checks.pop(message)).all() for message in messages]
+    values = xp.stack([array.reshape(()).astype(np.float64)] + [flag.astype(np.float64) for flag in flags]).get()
+    for message, passed in zip(messages, values[1:], strict=True):
+        if not passed:
+            _pending_checks.clear()
+            raise ValueError(message)
+    return array.dtype.type(values[0]).item()
+
+
+# ---------------------------------------------------------------------------------------
 # Random numbers. Parameters are drawn on the host generator and then moved, so a seed
 # gives the same model on CPU and GPU; dropout masks and MAE noise use the device's own.
 # ---------------------------------------------------------------------------------------
 _seed: int | None = None
 _host_rng = np.random.default_rng()
-_device_rngs: dict[Device, object] = {}
+_device_rngs: dict = {}
+_saved_device_states: dict[str, dict] = {}  # states restored before their device's generator exists
+
+
+class CudaGenerator:
+    """The random generator of one GPU, with its whole state on the host, so a checkpoint holds it.
+
+    CuPy's generators keep their state in device memory, with no public way to read or restore
+    it. Here a NumPy generator on the host draws one 63-bit key per call, and that call's numbers
+    come from a Philox generator on the device made with that key (Philox is counter-based: making
+    one is a single small kernel). `bit_generator.state` is the host generator's, as for the CPU.
+    """
+
+    def __init__(self, seed, device: Device):
+        self.device = device
+        self._keys = np.random.default_rng(seed)
+
+    @property
+    def bit_generator(self):
+        return self._keys.bit_generator
+
+    def _on_device(self):
+        cupy = _cupy()
+        key = int(self._keys.integers(2**63))
+        return cupy.random.Generator(cupy.random.Philox4x3210(key))
+
+    def random(self, shape, dtype=np.float64):
+        """Uniform samples in [0, 1) of `shape`, on this generator's GPU."""
+        with on_device(self.device):
+            return self._on_device().random(shape, dtype=dtype)
+
+    def standard_normal(self, shape, dtype=np.float64):
+        """Standard normal samples of `shape`, on this generator's GPU."""
+        with on_device(self.device):
+            return self._on_device().standard_normal(shape, dtype=dtype)
 
 
 def manual_seed(seed: int) -> None:
@@ -184,6 +274,7 @@ def manual_seed(seed: int) -> None:
     _seed = int(seed)
     _host_rng = np.random.default_rng(_seed)
     _device_rngs.clear()
+    _saved_device_states.clear()
     _device_rngs[CPU] = np.random.default_rng(_seed + 1)
 
 
@@ -193,30 +284,52 @@ def host_rng() -> np.random.Generator:
 
 
 def device_rng(device: Device):
-    """The generator for random numbers drawn on `device` (dropout, MAE noise)."""
+    """The generator for random numbers drawn on `device` (dropout, MAE noise): a NumPy
+    Generator for the CPU, a CudaGenerator for a GPU."""
     if device not in _device_rngs:
         seed = None if _seed is None else _seed + 1
-        if device.kind == "cpu":
-            _device_rngs[device] = np.random.default_rng(seed)
-        else:
-            cupy = _cupy()
-            with cupy.cuda.Device(device.index):
-                _device_rngs[device] = cupy.random.default_rng(seed)
+        generator = np.random.default_rng(seed) if device.kind == "cpu" else CudaGenerator(seed, device)
+        if str(device) in _saved_device_states:
+            generator.bit_generator.state = _saved_device_states.pop(str(device))
+        _device_rngs[device] = generator
     return _device_rngs[device]
 
 
+@contextlib.contextmanager
+def fixed_device_rng(device: Device, seed: int):
+    """Inside the block, draw on `device` from a generator seeded with `seed`; the device's own
+    generator is put back afterwards, untouched (gradient checks draw one dropout mask many times)."""
+    saved = _device_rngs.get(device)
+    _device_rngs[device] = np.random.default_rng(seed) if device.kind == "cpu" else CudaGenerator(seed, device)
+    try:
+        yield
+    finally:
+        if saved is None:
+            _device_rngs.pop(device, None)
+        else:
+            _device_rngs[device] = saved
+
+
 def get_rng_state() -> dict:
-    """The generators' states, to store in a checkpoint (host and CPU device generator)."""
+    """Every generator's state, to store in a checkpoint: the host generator's, and each device
+    generator's under its device name ("cpu", "cuda:0", ...)."""
     state = {"host": _host_rng.bit_generator.state, "seed": _seed}
-    if CPU in _device_rngs:
-        state["cpu"] = _device_rngs[CPU].bit_generator.state
+    state.update(_saved_device_states)
+    for device, generator in _device_rngs.items():
+        state[str(device)] = generator.bit_generator.state
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what get_rng_state() returned."""
+    """Restore what get_rng_state() returned. A GPU's generator state is applied when that GPU's
+    generator is first used, so restoring a GPU run's state on the CPU needs no CuPy."""
     global _seed
     _seed = state.get("seed")
     _host_rng.bit_generator.state = state["host"]
+    _device_rngs.clear()
+    _saved_device_states.clear()
+    for name, device_state in state.items():
+        if name not in ("host", "seed"):
+            _saved_device_states[name] = device_state
     if "cpu" in state:
-        device_rng(CPU).bit_generator.state = state["cpu"]
+        device_rng(CPU)

@@ -13,12 +13,14 @@ def tensor(data, requires_grad: bool = False, device=None, dtype=None) -> Tensor
 
 def zeros(*shape, requires_grad: bool = False, device=None, dtype=backend.DEFAULT_DTYPE) -> Tensor:
     target = backend.get_device(device)
-    return Tensor(target.xp.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+    with backend.on_device(target):
+        return Tensor(target.xp.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad)
 
 
 def ones(*shape, requires_grad: bool = False, device=None, dtype=backend.DEFAULT_DTYPE) -> Tensor:
     target = backend.get_device(device)
-    return Tensor(target.xp.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+    with backend.on_device(target):
+        return Tensor(target.xp.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
 
 
 def randn(*shape, requires_grad: bool = False, device=None, dtype=backend.DEFAULT_DTYPE) -> Tensor:

@@ -5,6 +5,12 @@ the CI environment variable is set, `dev` otherwise; HYPOTHESIS_PROFILE=name pic
 
 The `device` fixture runs a test on NumPy ("cpu") and, where CuPy sees a GPU, on CuPy ("cuda").
 On a machine without one the cuda case is reported as skipped, never silently dropped.
+
+SCRATCHVIT_FAKE_CUPY=1 puts the strict CuPy stand-in (tests/fake_cupy) first on the path, for this
+process and the processes it starts, so the cuda cases run without a GPU: `pytest -m cuda` runs
+them all. Tests that compare the GPU with the CPU (the `gpu` fixture) are skipped under it, since
+both sides would be NumPy; tests of what only the stand-in can show (device counts, several
+devices) take the `stand_in` fixture and are skipped without it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from scratchvit import backend
+FAKE_CUPY = os.environ.get("SCRATCHVIT_FAKE_CUPY") == "1"
+if FAKE_CUPY:
+    _STAND_IN_PATH = str(Path(__file__).resolve().parent / "fake_cupy")
+    sys.path.insert(0, _STAND_IN_PATH)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_STAND_IN_PATH, os.environ.get("PYTHONPATH")]))
+
+from scratchvit import backend  # noqa: E402 (after the stand-in is on the path)
 
 # `import strategies` from every test folder, whatever pytest's import mode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,7 +65,32 @@ def device(request) -> backend.Device:
 
 @pytest.fixture(scope="session")
 def gpu() -> backend.Device:
-    """The CUDA device, for tests that compare it with the CPU; skipped without a GPU."""
+    """The CUDA device, for tests that compare it with the CPU; skipped without a GPU, and under
+    the stand-in, where the comparison would be NumPy against NumPy."""
+    if FAKE_CUPY:
+        pytest.skip("compares the GPU with the CPU: under the CuPy stand-in both are NumPy")
     if not backend.cuda_is_available():
         pytest.skip(_NO_GPU)
     return backend.get_device("cuda")
+
+
+@pytest.fixture
+def stand_in():
+    """The stand-in's counters and device count (`cupy.stand_in`), counts reset; skipped unless
+    SCRATCHVIT_FAKE_CUPY=1."""
+    if not FAKE_CUPY:
+        pytest.skip("needs the CuPy stand-in: SCRATCHVIT_FAKE_CUPY=1 pytest -m cuda")
+    from cupy import stand_in as counters
+
+    counters.reset_counts()
+    return counters
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark every test that runs on CUDA `cuda`: the device fixture's cuda case, and the tests of
+    the `gpu` and `stand_in` fixtures."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_cuda = callspec is not None and callspec.params.get("device") == "cuda"
+        if on_cuda or {"gpu", "stand_in"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cuda)

@@ -17,7 +17,6 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import math
 import zlib
 from collections.abc import Callable
@@ -71,40 +70,21 @@ def _on_grid(rng: np.random.Generator, shape: tuple, offset: float) -> np.ndarra
     return rng.integers(-8, 9, shape) * 0.2 + offset + rng.uniform(-0.02, 0.02, shape)
 
 
-@contextlib.contextmanager
-def _fixed_device_rng(device: backend.Device, seed: int):
-    """Draw random numbers on `device` from a generator seeded with `seed`, then put the old one back.
-
-    Dropout must draw the same mask on every call of a gradient check (the finite differences call
-    the op hundreds of times), without disturbing the generator the rest of the program uses.
-    """
-    generators = backend._device_rngs
-    saved = generators.get(device)
-    generators[device] = device.xp.random.default_rng(seed)
-    try:
-        yield
-    finally:
-        if saved is None:
-            generators.pop(device, None)
-        else:
-            generators[device] = saved
-
-
 _MASK_SEED = 1234
 
 
 def _dropout_fixed(x, p: float = 0.3):
-    with _fixed_device_rng(x.device, _MASK_SEED):
+    with backend.fixed_device_rng(x.device, _MASK_SEED):
         return F.dropout(x, p, training=True)
 
 
 def _drop_path_fixed(x, drop_prob: float = 0.5):
-    with _fixed_device_rng(x.device, _MASK_SEED):
+    with backend.fixed_device_rng(x.device, _MASK_SEED):
         return F.drop_path(x, drop_prob, training=True)
 
 
 def _attention_dropout_fixed(q, k, v, dropout_p: float = 0.3):
-    with _fixed_device_rng(q.device, _MASK_SEED):
+    with backend.fixed_device_rng(q.device, _MASK_SEED):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, training=True)
 
 
@@ -491,7 +471,7 @@ def _qkv_packed(rng, sizes, dtype, device) -> Tensor:
 
 
 def _self_attention_dropout_fixed(qkv, num_heads: int, dropout_p: float = 0.3):
-    with _fixed_device_rng(qkv.device, _MASK_SEED):
+    with backend.fixed_device_rng(qkv.device, _MASK_SEED):
         return F.multi_head_self_attention(qkv, num_heads, dropout_p=dropout_p, training=True)
 
 

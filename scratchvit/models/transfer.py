@@ -111,7 +111,8 @@ def prepare_linear_probe(vit: VisionTransformer, head_init_std: float = 0.01) ->
     linear = vit.head
     nn.init.trunc_normal_(linear.weight, std=head_init_std)
     nn.init.zeros_(linear.bias)
-    vit.head = nn.Sequential([nn.BatchNorm1d(linear.in_features, affine=False, eps=1e-6), linear])
+    features_norm = nn.BatchNorm1d(linear.in_features, affine=False, eps=1e-6).to(linear.weight.device)
+    vit.head = nn.Sequential([features_norm, linear])  # on the device the model is already on
     head = {id(parameter) for parameter in vit.head.parameters()}
     for parameter in vit.parameters():
         parameter.requires_grad = id(parameter) in head

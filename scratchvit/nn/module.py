@@ -7,6 +7,7 @@ A Module registers every Parameter, buffer and sub-Module assigned to it as an a
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 from .. import backend
@@ -67,7 +68,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        output = self.forward(*args, **kwargs)
+        """forward(), with the GPU of the first Tensor argument current (nothing to do on the CPU),
+        so that the arrays a module makes itself (masks, running statistics) are made there."""
+        first = next((value for value in args if isinstance(value, Tensor)), None)
+        with backend.on_device(first.device) if first is not None else contextlib.nullcontext():
+            output = self.forward(*args, **kwargs)
         for hook in self._forward_hooks:
             hook(self, args, output)
         return output

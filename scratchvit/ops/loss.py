@@ -4,8 +4,10 @@ Sec. 3 "Reconstruction target")."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function, Tensor
-from ..backend import xp_of
+from ..backend import backend_name, check_on_device, device_of, on_device, to_device, xp_of
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -84,27 +86,43 @@ def cross_entropy(logits, target, label_smoothing: float = 0.0, reduction: str =
         raise ValueError(f"cross_entropy: logits must be (B, K), got shape {logits.shape}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    xp = xp_of(logits.data if isinstance(logits, Tensor) else logits)
-    target = target.data if isinstance(target, Tensor) else xp.asarray(target)
+    data = logits.data if isinstance(logits, Tensor) else logits
+    with on_device(device_of(data)):
+        target_probs = _target_distribution(target, data, label_smoothing)
+    return CrossEntropy.apply(logits, target_probs=target_probs, reduction=reduction)
+
+
+def _target_distribution(target, logits, label_smoothing: float):
+    """q: (B, K) in the logits' dtype and on their device. Integer classes become one-hot rows;
+    a class outside [0, K) raises, at once for a NumPy target and, for a GPU target, with the next
+    value read to the host (its row is NaN meanwhile, so nothing trains on it silently)."""
+    xp = xp_of(logits)
     batch, classes = logits.shape
+    target = target.data if isinstance(target, Tensor) else target
+    if not hasattr(target, "dtype"):
+        target = np.asarray(target)
     if target.dtype.kind in "iu":
         if target.shape != (batch,):
             raise ValueError(f"cross_entropy: integer target must have shape ({batch},), got {target.shape}")
-        if target.size and (int(target.min()) < 0 or int(target.max()) >= classes):
-            raise ValueError(
-                f"cross_entropy: target classes must be in [0, {classes}), got {int(target.min())}..{int(target.max())}"
-            )
-        target_probs = xp.zeros((batch, classes), dtype=logits.dtype)
-        target_probs[xp.arange(batch), target] = 1
+        expected = f"cross_entropy: target classes must be in [0, {classes})"
+        on_host = backend_name(target) == "numpy"
+        if on_host and target.size and (target.min() < 0 or target.max() >= classes):
+            raise ValueError(f"{expected}, got {target.min()}..{target.max()}")
+        target = to_device(target, device_of(logits))  # a host target moves to the logits' device
+        target_probs = (target[:, None] == xp.arange(classes)).astype(logits.dtype)
+        if not on_host:
+            in_range = (target >= 0) & (target < classes)
+            check_on_device(in_range.all(), expected)
+            target_probs = xp.where(in_range[:, None], target_probs, xp.asarray(np.nan, dtype=logits.dtype))
     elif target.dtype.kind == "f":
         if target.shape != (batch, classes):
             raise ValueError(f"cross_entropy: soft target must have shape {(batch, classes)}, got {target.shape}")
-        target_probs = target.astype(logits.dtype)
+        target_probs = to_device(target, device_of(logits)).astype(logits.dtype)
     else:
         raise TypeError(f"cross_entropy: target must hold integers or probabilities, got dtype {target.dtype}")
     if label_smoothing:
         target_probs = target_probs * (1 - label_smoothing) + label_smoothing / classes
-    return CrossEntropy.apply(logits, target_probs=target_probs, reduction=reduction)
+    return target_probs
 
 
 def mse_loss(prediction, target, reduction: str = "mean") -> Tensor:

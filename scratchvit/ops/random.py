@@ -6,7 +6,7 @@ Masks are drawn on the tensor's own device generator (`backend.device_rng`)."""
 from __future__ import annotations
 
 from ..autograd import Function, Tensor
-from ..backend import device_of, device_rng
+from ..backend import device_of, device_rng, on_device
 
 
 class MaskAndScale(Function):
@@ -29,8 +29,10 @@ def keep_mask(x, shape: tuple, drop_prob: float):
     """0 or 1/keep_prob, of `shape`, in x's dtype, drawn on x's device."""
     data = x.data if isinstance(x, Tensor) else x
     keep_prob = 1.0 - drop_prob
-    uniform = device_rng(device_of(data)).random(shape, dtype=data.dtype)  # in [0, 1)
-    return (uniform < keep_prob).astype(data.dtype) * (1.0 / keep_prob)  # kept with probability keep_prob
+    device = device_of(data)
+    with on_device(device):
+        uniform = device_rng(device).random(shape, dtype=data.dtype)  # in [0, 1)
+        return (uniform < keep_prob).astype(data.dtype) * (1.0 / keep_prob)  # kept with probability keep_prob
 
 
 def _check_probability(name: str, p: float) -> None:

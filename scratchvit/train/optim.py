@@ -84,7 +84,7 @@ class Optimizer:
             parameter.grad = None
 
     def step(self) -> None:
-        """Update every parameter that has a gradient, in place."""
+        """Update every parameter that has a gradient, in place, on its own device."""
         for group in self.param_groups:
             for parameter in group["params"]:
                 if parameter.grad is None:
@@ -94,7 +94,8 @@ class Optimizer:
                         f"gradient of shape {parameter.grad.shape} for a parameter of shape {parameter.shape}"
                     )
                 state = self.state.setdefault(id(parameter), {})
-                self._update(parameter.data, parameter.grad, state, group)
+                with backend.on_device(parameter.device):
+                    self._update(parameter.data, parameter.grad, state, group)
 
     def _update(self, param, grad, state: dict, group: dict) -> None:
         """Update the array `param` in place from `grad`; `state` is this parameter's own dict."""
@@ -254,6 +255,11 @@ def clip_grad_norm_(parameters, max_norm: float) -> float:
     if not grads:
         return 0.0
     xp = backend.xp_of(grads[0])
+    with backend.on_device(backend.device_of(grads[0])):
+        return _clip_on_device(xp, grads, max_norm)
+
+
+def _clip_on_device(xp, grads: list, max_norm: float) -> float:
     norms = xp.stack([xp.linalg.norm(grad.reshape(-1)) for grad in grads])  # on the device, one sync below
     total_norm = xp.linalg.norm(norms)
     dtype = total_norm.dtype.type

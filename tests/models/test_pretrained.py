@@ -40,8 +40,9 @@ def relative_error(ours, reference) -> float:
 
 
 def run(model, case: dict):
-    """The model's output on the case's reference input (MAE: pred, with the reference noise)."""
-    images = REFERENCES[case["input"]]
+    """The model's output on the case's reference input (MAE: pred, with the reference noise),
+    with the input on the model's device."""
+    images = sv.Tensor(REFERENCES[case["input"]], device=next(iter(model.parameters())).device)
     with sv.no_grad():
         if case["model_name"].startswith("mae"):
             name = case["name"]

@@ -98,9 +98,12 @@ def test_mse_loss_equals_its_composition(device, shape, reduction, seed):
 def test_loss_errors_name_the_argument(device):
     logits = leaf(np.zeros((3, 4)), device)
     with pytest.raises(ValueError, match=r"target classes must be in \[0, 4\), got 0\.\.7"):
-        F.cross_entropy(logits, device.xp.asarray([0, 7, 1]))
+        F.cross_entropy(logits, np.array([0, 7, 1]))  # host labels: checked at once
     with pytest.raises(ValueError, match=r"target classes must be in \[0, 4\), got -1\.\.2"):
-        F.cross_entropy(logits, device.xp.asarray([-1, 2, 1]))
+        F.cross_entropy(logits, np.array([-1, 2, 1]))
+    for labels in ([0, 7, 1], [-1, 2, 1]):  # labels on the device: checked there, raised at the next read
+        with pytest.raises(ValueError, match=r"target classes must be in \[0, 4\)"):
+            F.cross_entropy(logits, device.xp.asarray(labels)).item()
     with pytest.raises(ValueError, match=r"integer target must have shape \(3,\), got \(2,\)"):
         F.cross_entropy(logits, device.xp.asarray([0, 1]))
     with pytest.raises(ValueError, match=r"soft target must have shape \(3, 4\), got \(3, 3\)"):
