@@ -8,8 +8,10 @@ each process pinned to one core with one BLAS thread, the global batch split amo
 Per step: forward + backward on the rank's part of the batch, all_reduce_grads (the gradients
 averaged over the ranks, flat buckets), the AdamW update. The all-reduce time inside the step
 includes waiting for the slowest rank; `allreduce_alone_s` times the all-reduce alone after a
-barrier, which is what the network and the copies into the buckets cost. Prints one JSON line per
-process count (medians over the steps, rank 0's clock) and then a table. Needs the mpi extra
+barrier, which is what the network and the copies into the buckets cost. Each rank writes its
+numbers to a file of its own (rank<r>.json in a temporary folder), never to the shared stdout,
+where two ranks' lines could run together. Prints one JSON line per process count (medians over
+the steps, rank 0's clock) and then a table. Needs the mpi extra
 (mpi4py and an mpiexec) for more than one process.
 """
 
@@ -21,7 +23,9 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # scratchvit, when run from a checkout without installing
@@ -30,8 +34,8 @@ from scratchvit.app.launch import ONE_THREAD, find_mpiexec  # noqa: E402
 from scratchvit.app.recipes import WORKLOADS  # noqa: E402
 
 
-def worker(name: str, steps: int, warmup: int) -> None:
-    """One rank: time the steps and print one JSON line of this rank's seconds."""
+def worker(name: str, steps: int, warmup: int, results: str) -> None:
+    """One rank: time the steps and write this rank's seconds to results/rank<r>.json."""
     import numpy as np
 
     from scratchvit import Tensor, backend, create_model
@@ -93,39 +97,37 @@ def worker(name: str, steps: int, warmup: int) -> None:
         allreduce_alone_s=statistics.median(alone),
         gradient_mib=sum(parameter.size for parameter in parameters) * 4 / 2**20,
     )
-    print(json.dumps(result), flush=True)
-
-
-def json_objects(text: str) -> list:
-    """Every JSON object in `text`: the ranks share one stdout, and two ranks' lines can run together."""
-    decoder, objects, position = json.JSONDecoder(), [], text.find("{")
-    while position != -1:
-        found, end = decoder.raw_decode(text, position)
-        objects.append(found)
-        position = text.find("{", end)
-    return objects
+    written = Path(results) / f".rank{rank}.json.partial"
+    written.write_text(json.dumps(result))
+    os.replace(written, Path(results) / f"rank{rank}.json")  # whole or absent, never half a file
 
 
 def run(name: str, processes: int, steps: int, warmup: int, mpiexec: str | None) -> dict:
     """The workload on `processes` ranks (one plain process for 1): rank 0's medians."""
-    command = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--worker",
-        name,
-        "--steps",
-        str(steps),
-        "--warmup",
-        str(warmup),
-    ]
-    if processes > 1:
-        if mpiexec is None:
-            raise SystemExit("more than one process needs mpiexec: pip install -e '.[mpi]'")
-        command = [mpiexec, "-n", str(processes), *command]
-    completed = subprocess.run(command, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
-    if completed.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stderr}")
-    ranks = json_objects(completed.stdout)
+    with tempfile.TemporaryDirectory(prefix="scaling-") as results:
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            name,
+            "--steps",
+            str(steps),
+            "--warmup",
+            str(warmup),
+            "--results",
+            results,
+        ]
+        if processes > 1:
+            if mpiexec is None:
+                raise SystemExit("more than one process needs mpiexec: pip install -e '.[mpi]'")
+            command = [mpiexec, "-n", str(processes), *command]
+        completed = subprocess.run(command, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
+        if completed.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{completed.stderr}")
+        missing = [rank for rank in range(processes) if not (Path(results) / f"rank{rank}.json").is_file()]
+        if missing:
+            raise SystemExit(f"{' '.join(command)}: ranks {missing} wrote no results:\n{completed.stderr}")
+        ranks = [json.loads((Path(results) / f"rank{rank}.json").read_text()) for rank in range(processes)]
     rank0 = next(result for result in ranks if result["rank"] == 0)
     batch = WORKLOADS[name].batch_size
     return {
@@ -150,9 +152,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps; medians are reported (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     parser.add_argument("--worker", metavar="WORKLOAD", help=argparse.SUPPRESS)
+    parser.add_argument("--results", metavar="DIR", help=argparse.SUPPRESS)  # a worker's folder for rank<r>.json
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.steps, args.warmup)
+        worker(args.worker, args.steps, args.warmup, args.results)
         return
     rows = []
     for processes in args.processes:

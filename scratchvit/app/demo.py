@@ -22,6 +22,7 @@ from ..autograd import Tensor, no_grad
 from ..data import DataLoader, load_digits
 from ..models import create_model
 from ..train import AdamW, OneCycleSchedule, fit, param_groups_weight_decay
+from ..train.run_dir import CHECKPOINT_NAME, METRICS_NAME, guard_run_dir
 from . import viz
 
 DIGITS_VIT = dict(
@@ -47,8 +48,15 @@ def run_demo(
     epochs: int = DIGITS_EPOCHS,
     batch_size: int = 64,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
-    """Train, evaluate and draw; returns test accuracy, training time and the figure paths."""
+    """Train, evaluate and draw; returns test accuracy, training time and the figure paths.
+
+    out_dir must not hold another run (its checkpoint or metrics) unless overwrite, which deletes it.
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    guard_run_dir(out_dir, overwrite=overwrite)
     backend.manual_seed(seed)
     os.makedirs(out_dir, exist_ok=True)
     train_set, test_set = load_digits("train"), load_digits("test")
@@ -71,8 +79,8 @@ def run_demo(
         eval_loader=test_loader,
         label_smoothing=0.1,
         schedule=schedule,
-        checkpoint=os.path.join(out_dir, "checkpoint.npz"),
-        metrics=os.path.join(out_dir, "metrics.jsonl"),
+        checkpoint=os.path.join(out_dir, CHECKPOINT_NAME),
+        metrics=os.path.join(out_dir, METRICS_NAME),
         progress=progress,
     )
     train_seconds = time.perf_counter() - start

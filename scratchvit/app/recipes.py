@@ -39,6 +39,7 @@ from ..check.profile import profile_ops, synchronize
 from ..data import ArrayDataset, DataLoader, DatasetError, ImageFolder, load_dataset
 from ..data import transforms as T
 from ..io import CheckpointError, read_checkpoint, read_state_dict
+from ..io.files import write_atomically
 from ..models import VisionTransformer, create_model, load_checkpoint
 from ..models.key_maps import adapt_state_dict
 from ..models.mae import MaskedAutoencoderViT
@@ -56,11 +57,24 @@ from ..train import (
     param_groups_layer_decay,
     param_groups_weight_decay,
 )
+from ..train.metrics import json_compatible
+from ..train.run_dir import CHECKPOINT_NAME, METRICS_NAME, check_resume, guard_run_dir
 from .demo import DIGITS_VIT
 
 DEFAULT_OUT = "scratchvit-out"
-CHECKPOINT_NAME = "checkpoint.npz"  # NumPy's own container: no optional package needed to write it
-METRICS_NAME = "metrics.jsonl"
+# What a run's configuration leaves out: where it runs and writes, and how it starts (a resume
+# restores every weight, so the weights it started from no longer matter).
+NOT_RECORDED = (
+    "out_dir",
+    "device",
+    "data_root",
+    "resume",
+    "overwrite",
+    "allow_config_change",
+    "progress",
+    "pretrained",
+    "checkpoint",
+)
 SCHEDULES = ("cosine", "onecycle")
 WARMUP_FRACTION = 0.1  # the MAE recipes' warmup: 40 of 400 epochs, 10 of 90, 5 of 50
 
@@ -291,6 +305,11 @@ def make_schedule(
     return CosineSchedule(lr, total, warmup_steps=min(round(warmup * steps_per_epoch), total - 1), min_lr=min_lr)
 
 
+def _run_config(recipe: str, arguments: dict) -> dict:
+    """The settings of a run, recorded in its checkpoint: the recipe's arguments but NOT_RECORDED."""
+    return {"recipe": recipe, **{key: value for key, value in arguments.items() if key not in NOT_RECORDED}}
+
+
 def _base_lr(lr: float | None, blr: float, batch_size: int) -> float:
     """The official MAE rule: lr = blr * batch_size / 256 unless an absolute lr is given."""
     return blr * batch_size / 256 if lr is None else lr
@@ -310,10 +329,22 @@ def _run(
     label_smoothing: float = 0.0,
     clip_grad=None,
     resume=None,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
+    config: dict | None = None,
     progress=True,
 ) -> dict:
-    """fit() with the checkpoint and metrics in out_dir; prints what it trains and where it wrote."""
+    """fit() with the checkpoint and metrics in out_dir; prints what it trains and where it wrote.
+
+    out_dir must not hold another run unless resuming it or told to overwrite it (guard_run_dir);
+    `config` is recorded in the checkpoint and a resume is checked against it (fit)."""
     out = Path(out_dir)
+    if distributed.is_main() or not overwrite:  # rank 0 deletes; every rank refuses alike
+        guard_run_dir(out, resume=resume, overwrite=overwrite)
+    if resume is not None:  # refused before anything is said or written (fit checks again as it loads)
+        resumed = read_checkpoint(resume)
+        if resumed.epoch is not None:
+            check_resume(resumed, epochs, config, allow_config_change)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, metrics = out / CHECKPOINT_NAME, out / METRICS_NAME
     trainable = model.num_parameters(trainable_only=True)
@@ -338,6 +369,8 @@ def _run(
         resume=resume,
         metrics=metrics,
         progress=progress,
+        config=config,
+        allow_config_change=allow_config_change,
     )
     if history and "eval_acc1" in history[-1]:
         _say(f"test top-1 {history[-1]['eval_acc1']:.2f}%  top-5 {history[-1].get('eval_acc5', float('nan')):.2f}%")
@@ -363,6 +396,8 @@ def train_classifier(
     warmup_epochs: float | None = None,
     clip_grad: float | None = None,
     resume=None,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
     pretrained=None,
     model_kwargs: dict | None = None,
     progress: bool = True,
@@ -377,6 +412,7 @@ def train_classifier(
     resume: a checkpoint of this same run to go on from. Returns {"checkpoint", "metrics",
     "history", "model"}.
     """
+    config = _run_config("train", locals())
     device = _start(seed, device)
     if _is_mae(model_name):
         raise ValueError(
@@ -405,6 +441,9 @@ def train_classifier(
         label_smoothing=label_smoothing,
         clip_grad=clip_grad,
         resume=resume,
+        overwrite=overwrite,
+        allow_config_change=allow_config_change,
+        config=config,
         progress=progress,
     )
 
@@ -427,6 +466,8 @@ def pretrain_mae(
     warmup_epochs: float | None = None,
     clip_grad: float | None = None,
     resume=None,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
     model_kwargs: dict | None = None,
     progress: bool = True,
 ) -> dict:
@@ -437,6 +478,7 @@ def pretrain_mae(
     Table 1d). No evaluation during pre-training, as main_pretrain.py. The model takes the data
     set's channels and image size unless model_kwargs say otherwise.
     """
+    config = _run_config("pretrain", locals())
     device = _start(seed, device)
     if not _is_mae(model_name):
         raise ValueError(
@@ -464,6 +506,9 @@ def pretrain_mae(
         loss_fn=masked_autoencoder_loss(mask_ratio),
         clip_grad=clip_grad,
         resume=resume,
+        overwrite=overwrite,
+        allow_config_change=allow_config_change,
+        config=config,
         progress=progress,
     )
 
@@ -485,6 +530,8 @@ def linear_probe(
     warmup_epochs: float | None = None,
     img_size=None,
     resume=None,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
     progress: bool = True,
 ) -> dict:
     """Linear probing of a pre-trained MAE encoder (He et al. 2022, Appendix A.2; main_linprobe.py):
@@ -495,6 +542,7 @@ def linear_probe(
     The paper trains the head with LARS at batch 16,384; this recipe uses SGD with momentum 0.9
     (optimizer="sgd") or AdamW ("adamw") instead, and no augmentation.
     """
+    config = _run_config("linprobe", locals())
     device = _start(seed, device)
     if optimizer not in ("sgd", "adamw"):
         raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
@@ -523,6 +571,9 @@ def linear_probe(
         epochs=epochs,
         eval_loader=test_loader,
         resume=resume,
+        overwrite=overwrite,
+        allow_config_change=allow_config_change,
+        config=config,
         progress=progress,
     )
 
@@ -548,6 +599,8 @@ def fine_tune(
     clip_grad: float | None = None,
     img_size=None,
     resume=None,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
     progress: bool = True,
 ) -> dict:
     """End-to-end fine-tuning of a pre-trained MAE encoder (He et al. 2022, Appendix A.3;
@@ -557,6 +610,7 @@ def fine_tune(
 
     Not here: the official recipe's RandAugment, mixup, cutmix and random erasing.
     """
+    config = _run_config("finetune", locals())
     device = _start(seed, device)
     mae = _load_mae(checkpoint)
     train_set, test_set = load_dataset(data, data_root, "train"), load_dataset(data, data_root, "test")
@@ -580,6 +634,9 @@ def fine_tune(
         label_smoothing=label_smoothing,
         clip_grad=clip_grad,
         resume=resume,
+        overwrite=overwrite,
+        allow_config_change=allow_config_change,
+        config=config,
         progress=progress,
     )
 
@@ -601,8 +658,10 @@ def evaluate_model(
     """Top-1 and top-5 accuracy (and the mean cross-entropy) of a classifier on a data split.
 
     The classifier: checkpoint (one of ours, rebuilt from it alone), or model_name with pretrained
-    weights of any format scratchvit reads (num_classes defaults to the data set's). Prints one
-    line; with out_dir, writes the numbers to out_dir/eval.json. Returns {"loss", "acc1", "acc5", ...}.
+    weights of any format scratchvit reads, built for the data set's classes and image size
+    (num_classes, img_size; its position embedding resampled) unless model_kwargs say otherwise.
+    Prints one line; with out_dir, writes the numbers to out_dir/eval.json (strict JSON: a NaN
+    loss is null). Returns {"loss", "acc1", "acc5", ...}.
     """
     device = _start(seed, device)
     if (checkpoint is None) == (pretrained is None):
@@ -616,9 +675,17 @@ def evaluate_model(
         if model_name is None:
             raise ValueError("pretrained weights need the model name they belong to")
         dataset = load_dataset(data, data_root, split)
-        model = create_model(
-            model_name, pretrained=pretrained, **{"num_classes": len(dataset.classes), **(model_kwargs or {})}
-        )
+        sizes = _data_defaults(dataset)  # the weights' position tables are resampled to the data's size
+        kwargs = {"num_classes": sizes["num_classes"], "img_size": sizes["img_size"], **(model_kwargs or {})}
+        try:
+            model = create_model(model_name, pretrained=pretrained, **kwargs)
+        except ValueError as error:
+            if isinstance(error, CheckpointError) or kwargs["img_size"] != sizes["img_size"]:
+                raise
+            raise ValueError(
+                f"{model_name} at the data set's image size {sizes['img_size']}: {error} (give --img-size or "
+                "--patch-size to fit)"
+            ) from error
     _check_classes(model, dataset)
     model.to(backend.get_device(device))
     results = evaluate(model, _loader(dataset, model, batch_size, device))
@@ -638,7 +705,8 @@ def evaluate_model(
             "pretrained": None if pretrained is None else str(pretrained),
             **results,
         }
-        (Path(out_dir) / "eval.json").write_text(json.dumps(record, indent=1) + "\n")
+        text = json.dumps(json_compatible(record), indent=1, allow_nan=False) + "\n"  # NaN -> null
+        write_atomically(Path(out_dir) / "eval.json", lambda file: file.write(text.encode("utf-8")))
     return results
 
 

@@ -30,7 +30,9 @@ class ArrayDataset:
     """A data set held in memory.
 
     images: (N, C, H, W) float32, labels: (N,) int64, classes: N_classes names (label k is
-    classes[k]). `dataset[i]` is `(images[i], int(labels[i]))`.
+    classes[k]). `dataset[i]` is `(images[i], int(labels[i]))`. Images of any other dtype are
+    refused: integer pixels have no one scale, so make them float32 in [0, 1] first
+    (`to_float_images(pixels, maximum=255)`).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, classes):
@@ -39,7 +41,14 @@ class ArrayDataset:
         if images.ndim != 4:
             raise ValueError(f"images must have shape (N, C, H, W), got {images.shape}")
         if images.dtype != np.float32:
-            raise TypeError(f"images must be float32, got {images.dtype}")
+            raise TypeError(
+                f"ArrayDataset: images must be float32 pixels in [0, 1], got dtype {images.dtype}"
+                + (
+                    f" (integer pixels: to_float_images(images, maximum={np.iinfo(images.dtype).max}))"
+                    if images.dtype.kind in "iu"
+                    else ""
+                )
+            )
         if labels.shape != (images.shape[0],):
             raise ValueError(f"labels must have shape ({images.shape[0]},) to match images, got {labels.shape}")
         if labels.dtype.kind not in "iu":

@@ -26,6 +26,9 @@ class DataLoader:
 
     A data set with `.images` and `.labels` arrays (an ArrayDataset) is batched by indexing those
     arrays; any other is read sample by sample with `dataset[i]`, and its images must all have one shape.
+    Images must be floating point (float16, float32 or float64; batches are float32): integer
+    pixels have no one scale (255? 65535?) and object arrays no numbers, so either is refused,
+    naming `dataset.images` or the sample (`to_float_images` converts integer pixels).
 
     num_replicas, rank: in a data-parallel job of num_replicas processes, this loader yields rank
     `rank`'s part of each batch of `batch_size` (the global batch), as DistributedSampler
@@ -69,6 +72,8 @@ class DataLoader:
         self._in_memory = isinstance(getattr(dataset, "images", None), np.ndarray) and isinstance(
             getattr(dataset, "labels", None), np.ndarray
         )
+        if self._in_memory:
+            _check_image_dtype(dataset.images, "dataset.images")
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next `iter()` epoch `epoch` (its order and augmentations are replayed exactly)."""
@@ -100,6 +105,8 @@ class DataLoader:
         if self._in_memory:  # one fancy index per array, no Python loop over samples
             return self.dataset.images[indices], self.dataset.labels[indices].astype(np.int64)
         samples = [self.dataset[int(index)] for index in indices]
+        for index, (image, _) in zip(indices, samples, strict=True):
+            _check_image_dtype(np.asarray(image), f"the image of dataset[{index}]")
         if not samples:  # a rank's empty part of a small batch (num_replicas > 1): shaped as the images are
             return np.zeros((0, *np.shape(self.dataset[0][0])), np.float32), np.zeros(0, np.int64)
         shapes = {np.shape(image) for image, _ in samples}
@@ -117,3 +124,14 @@ class DataLoader:
             f"seed={self.seed}, drop_last={self.drop_last}, device={self.device}"
             + (f", rank {self.sampler.rank} of {self.sampler.num_replicas})" if self.sampler.num_replicas > 1 else ")")
         )
+
+
+def _check_image_dtype(images: np.ndarray, argument: str) -> None:
+    """TypeError naming `argument` unless `images` hold floating-point pixels."""
+    if images.dtype.kind != "f":
+        hint = (
+            " (integer pixels: scratchvit.data.base.to_float_images(pixels, maximum))"
+            if images.dtype.kind in "iub"
+            else ""
+        )
+        raise TypeError(f"{argument} must be floating-point pixels (float32 in [0, 1]), got dtype {images.dtype}{hint}")

@@ -129,6 +129,14 @@ def all_reduce_sum(values) -> np.ndarray:
     return total
 
 
+def gather_to_main(value) -> list | None:
+    """Every rank's `value` (any picklable object, e.g. its random generators' state), as a list in
+    rank order on rank 0 and None on the others; [value] in one process."""
+    if world_size() == 1:
+        return [value]
+    return _comm.gather(value, root=0)
+
+
 def broadcast_parameters(model, root: int = 0) -> None:
     """Copy rank `root`'s parameters and buffers into every rank's model, in place."""
     if world_size() == 1:

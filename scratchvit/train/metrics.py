@@ -6,60 +6,80 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from .. import backend
 from ..autograd import Tensor
 
 
 def accuracy(logits, labels, topk=(1,)) -> list:
-    """Top-k accuracy in percent, one value per k, as timm's `accuracy`.
+    """Top-k accuracy in percent, one value per k, counted with the logits' own array module.
 
-    logits: (B, K) scores; labels: (B,) class indices. A sample counts as correct for k when fewer
-    than k classes score strictly higher than its true class (ties go in its favour); k larger
-    than K counts every sample as correct, as timm clamps k to K.
+    logits: (B, K) scores; labels: (B,) class indices in [0, K). The top k of a sample are the
+    first k of its classes ordered as argmax picks them: by score, a tie going to the lower class
+    index, and NaN above every number (as np.argmax takes the first NaN). So constant logits put
+    class 0 first, a NaN score never counts as correct, and top-1 is exactly
+    `argmax(logits) == labels`. k larger than K counts every sample with a finite true score, as
+    timm clamps k to K.
+
+    Returns one 0-d array per k of the logits' array module: on the CPU a NumPy float64 (a Python
+    float), on a GPU a device scalar, so that counting never waits for the device. Labels given as
+    a NumPy array are checked on the host; labels on the device are checked there, and a failure
+    raises with the next value read to the host (backend.check_on_device).
     """
-    logits = backend.to_numpy(logits.data if isinstance(logits, Tensor) else logits)
-    labels = backend.to_numpy(labels.data if isinstance(labels, Tensor) else labels)
-    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+    logits = logits.data if isinstance(logits, Tensor) else logits
+    xp = backend.xp_of(logits)
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    if logits.ndim != 2 or tuple(labels.shape) != (logits.shape[0],):
         raise ValueError(f"accuracy needs logits (B, K) and labels (B,), got {logits.shape} and {labels.shape}")
     if labels.dtype.kind not in "iu":
         raise TypeError(f"accuracy: labels must be integer class indices, got dtype {labels.dtype}")
-    if not all(isinstance(k, int) and k >= 1 for k in topk):
+    if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in topk):
         raise ValueError(f"topk must hold positive ints, got {topk!r}")
-    batch = len(labels)
+    batch, classes = logits.shape
     if batch == 0:
-        return [0.0 for _ in topk]
-    true_scores = logits[np.arange(batch), labels]
-    rank = (logits > true_scores[:, None]).sum(axis=1)  # 0 for the top class
-    return [100.0 * float((rank < k).mean()) for k in topk]
+        return [xp.zeros((), xp.float64)[()] for _ in topk]
+    expected = f"accuracy: labels must be class indices in [0, {classes})"
+    if backend.backend_name(labels) == "numpy":
+        if labels.min() < 0 or labels.max() >= classes:
+            raise ValueError(f"{expected}, got {labels.min()}..{labels.max()}")
+        labels = backend.to_device(labels, backend.device_of(logits))
+    else:  # checked on the device, raised with the next value read to the host
+        backend.check_on_device(((labels >= 0) & (labels < classes)).all(), expected)
+    true_scores = logits[xp.arange(batch), labels][:, None]  # (B, 1)
+    is_nan = xp.isnan(logits)
+    earlier = xp.arange(classes)[None, :] < labels[:, None]  # (B, K): classes that win a tie
+    ahead = (logits > true_scores) | ((logits == true_scores) & earlier) | (is_nan & ~xp.isnan(true_scores))
+    rank = ahead.sum(axis=1)  # (B,) classes argmax would take before the true one; 0 for the top
+    finite_true = ~xp.isnan(true_scores[:, 0])
+    return [100.0 * ((rank < k) & finite_true).mean(dtype=xp.float64) for k in topk]
 
 
 class AverageMeter:
-    """A running average of a quantity: update(value, n) adds n samples of mean `value`."""
+    """A running average of a quantity: update(value, n) adds n samples of mean `value`.
+
+    A value on a GPU (a 0-d array) is summed there, so updating never waits for the device;
+    `average` reads the sum to the host."""
 
     def __init__(self):
-        self.value = 0.0  # the last value given
         self.sum = 0.0
         self.count = 0
 
-    def update(self, value: float, n: int = 1) -> None:
-        self.value = float(value)
-        self.sum += float(value) * n
+    def update(self, value, n: int = 1) -> None:
+        self.sum = self.sum + value * n
         self.count += n
 
     @property
     def average(self) -> float:
-        return self.sum / self.count if self.count else 0.0
+        return backend.read_scalar(self.sum) / self.count if self.count else 0.0
 
 
-def _jsonable(value):
-    """Python numbers for NumPy scalars and 0-d arrays; None for NaN and infinities (strict JSON)."""
+def json_compatible(value):
+    """`value` as strict JSON takes it: Python numbers for NumPy scalars and 0-d arrays (CuPy's
+    too), lists for tuples, str keys, and None (null) for NaN and infinities, which JSON lacks."""
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): json_compatible(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0:
+        return [json_compatible(item) for item in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -68,7 +88,8 @@ def _jsonable(value):
 
 class MetricsWriter:
     """Append one JSON object per line to a file (JSON Lines), flushed after every line, so a
-    crashed run keeps what it logged and `tail -f` shows it live.
+    crashed run keeps what it logged and `tail -f` shows it live. Every line is strict JSON:
+    NaN and infinities are written as null (json_compatible).
 
     >>> with MetricsWriter("runs/metrics.jsonl") as log:
     ...     log.write({"epoch": 0, "train_loss": 1.23})
@@ -82,7 +103,7 @@ class MetricsWriter:
     def write(self, record: dict) -> None:
         if not isinstance(record, dict):
             raise TypeError(f"MetricsWriter.write takes a dict, got {type(record).__name__}")
-        self._file.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
+        self._file.write(json.dumps(json_compatible(record), allow_nan=False) + "\n")
         self._file.flush()
 
     def close(self) -> None:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import fnmatch
 import re
 
+import numpy as np
+
 from .. import backend
 from ..autograd import Tensor
 
@@ -247,26 +249,27 @@ def clip_grad_norm_(parameters, max_norm: float) -> float:
     (Pascanu et al. 2013), as torch.nn.utils.clip_grad_norm_: every gradient is multiplied by
     min(1, max_norm / (total_norm + 1e-6)). Parameters without a gradient are skipped.
 
-    Returns the total norm before clipping, sqrt(sum over parameters of ||grad||^2), as a float.
+    Returns the total norm before clipping, sqrt(sum over parameters of ||grad||^2), as a 0-d
+    array on the gradients' device (as PyTorch returns a tensor): nothing waits for a GPU here.
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
     if not grads:
-        return 0.0
+        return np.zeros((), np.float32)
     xp = backend.xp_of(grads[0])
     with backend.on_device(backend.device_of(grads[0])):
         return _clip_on_device(xp, grads, max_norm)
 
 
-def _clip_on_device(xp, grads: list, max_norm: float) -> float:
-    norms = xp.stack([xp.linalg.norm(grad.reshape(-1)) for grad in grads])  # on the device, one sync below
+def _clip_on_device(xp, grads: list, max_norm: float):
+    norms = xp.stack([xp.linalg.norm(grad.reshape(-1)) for grad in grads])
     total_norm = xp.linalg.norm(norms)
     dtype = total_norm.dtype.type
     coefficient = xp.minimum(dtype(max_norm) / (total_norm + dtype(1e-6)), dtype(1.0))
     for grad in grads:
         grad *= coefficient.astype(grad.dtype)
-    return float(total_norm)
+    return total_norm
 
 
 # ---- parameter groups ------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_train_writes_a_checkpoint_and_metrics_then_resumes_and_evaluates(mnist,
     checkpoint, metrics = tmp_path / "checkpoint.npz", tmp_path / "metrics.jsonl"
     assert code == 0 and f"checkpoint: {checkpoint}" in out and f"metrics:    {metrics}" in out
     assert read_checkpoint(checkpoint).epoch == 0
-    code, out, _ = run([*argv, "--epochs", 2, "--resume", checkpoint], capsys)
+    code, out, _ = run([*argv, "--epochs", 2, "--resume", checkpoint, "--allow-config-change"], capsys)
     assert code == 0 and read_checkpoint(checkpoint).epoch == 1
     assert [line["epoch"] for line in read_metrics(metrics) if line["kind"] == "epoch"] == [0, 1]
     code, out, _ = run(["eval", "--checkpoint", checkpoint, *data(mnist), "--out", tmp_path], capsys)
@@ -253,7 +253,7 @@ def test_demo_calls_run_demo_with_the_options(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(demo, "run_demo", fake_run_demo)
     assert run(["demo", "--quick", "--out", tmp_path, "--seed", 4, "--no-progress"], capsys)[0] == 0
     assert run(["demo", "--epochs", 7], capsys)[0] == 0
-    quick = {"out_dir": str(tmp_path), "device": None, "seed": 4, "epochs": 2, "progress": False}
+    quick = {"out_dir": str(tmp_path), "device": None, "seed": 4, "epochs": 2, "progress": False, "overwrite": False}
     default = {**quick, "out_dir": "scratchvit-out", "seed": 0, "epochs": 7, "progress": True}
     assert calls == [((), quick), ((), default)]
 
@@ -394,7 +394,7 @@ def test_more_wrong_arguments(mnist, tmp_path, capsys):
     fails_with(
         ["train", "--model", "vit_tiny_patch16_224", *data(mnist), "--depth", 1, "--model-arg", "depth=2"],
         capsys,
-        "--model-arg depth= gives a value that was given already",
+        "argument --model-arg: depth= gives a value that was given already",
     )
     fails_with(["train", "--model", "mae_vit_base_patch16", *data(mnist)], capsys, "is a masked autoencoder")
     fails_with(["train", *data(mnist)], capsys, "the following arguments are required: --model")

@@ -138,6 +138,7 @@ def test_train_classifier_writes_a_checkpoint_and_metrics_and_resumes(mnist, tmp
         batch_size=16,
         model_kwargs=TINY_VIT,
         resume=run["checkpoint"],
+        allow_config_change=True,  # epochs 1 -> 2 changes the schedule
         progress=False,
     )
     assert [record["epoch"] for record in resumed["history"]] == [0, 1]  # epoch 0 from the checkpoint, 1 trained

@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=17, help="training images")
     parser.add_argument("--batch-size", type=int, default=8, help="the global batch")
     parser.add_argument("--resume", help="a checkpoint to go on from")
+    parser.add_argument("--drop-path", type=float, default=0.0, help="the ViT's drop_path_rate (random per rank)")
     parser.add_argument("--bucket-elements", type=int, help="all-reduce bucket size, small to make many buckets")
     parser.add_argument("--fail-rank", type=int, help="this rank raises ...")
     parser.add_argument("--fail-call", type=int, default=1, help="... at this call of its loss function")
@@ -66,7 +67,14 @@ def main() -> None:
     # Each rank its own seed, so the models differ until fit broadcasts rank 0's.
     sv.manual_seed(rank)
     model = sv.create_model(
-        "vit_tiny_patch16_224", num_classes=CLASSES, img_size=8, patch_size=4, embed_dim=32, depth=2, num_heads=2
+        "vit_tiny_patch16_224",
+        num_classes=CLASSES,
+        img_size=8,
+        patch_size=4,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        drop_path_rate=args.drop_path,
     )
     train_loader = DataLoader(
         data(args.size, seed=1), args.batch_size, shuffle=True, seed=5, num_replicas=world_size, rank=rank

@@ -268,8 +268,8 @@ def test_clip_grad_norm_returns_the_total_norm_and_scales_to_max_norm(device, se
         parameter.grad = backend.to_device(grad.copy(), device)
     expected_norm = math.sqrt(sum(float((grad.astype(np.float64) ** 2).sum()) for grad in grads[0]))
     total = clip_grad_norm_(parameters, max_norm)
-    assert isinstance(total, float)
-    assert total == pytest.approx(expected_norm, rel=1e-5)
+    assert total.shape == () and backend.device_of(total) == device  # stays on the device: no wait
+    assert float(total) == pytest.approx(expected_norm, rel=1e-5)
     coefficient = min(1.0, max_norm / (expected_norm + 1e-6))  # torch.nn.utils.clip_grad_norm_'s rule
     for parameter, grad in zip(parameters, grads[0], strict=True):
         np.testing.assert_allclose(backend.to_numpy(parameter.grad), grad * coefficient, rtol=1e-5, atol=1e-7)
@@ -282,7 +282,7 @@ def test_clip_grad_norm_below_max_norm_changes_nothing_and_skips_missing_grads()
     parameters[0].grad = grads[0][0].copy()
     total = clip_grad_norm_(parameters, 1e6)
     np.testing.assert_array_equal(parameters[0].grad, grads[0][0])
-    assert total == pytest.approx(float(np.linalg.norm(grads[0][0].astype(np.float64))), rel=1e-6)
+    assert float(total) == pytest.approx(float(np.linalg.norm(grads[0][0].astype(np.float64))), rel=1e-6)
     assert parameters[1].grad is None
     assert clip_grad_norm_([nn.Parameter(np.zeros(2, np.float32))], 1.0) == 0.0
     with pytest.raises(ValueError, match="max_norm"):
