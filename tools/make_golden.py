@@ -848,6 +848,109 @@ def make_counts(torch, timm, models_mae, out_dir: Path, meta: dict[str, Any]) ->
 
 
 # ----------------------------------------------------------------------------------------------
+# pretrained preprocessing and predict (timm's resolve_data_config + create_transform)
+# ----------------------------------------------------------------------------------------------
+
+# the registered ViT / Swin names whose timm pretrained_cfg (default tag) goes to pretrained_cfgs.json
+PRETRAINED_CFG_MODELS = TIMM_COUNT_MODELS + [
+    "vit_tiny_patch16_384",
+    "vit_small_patch16_384",
+    "vit_large_patch16_384",
+    "swin_large_patch4_window12_384",
+]
+# (label, model whose pretrained_cfg is used, data-config overrides): small crops keep the file small;
+# the transform's steps are the same at 224
+TRANSFORM_CASES = [
+    ("vit", "vit_tiny_patch16_224", {"input_size": (3, 32, 32)}),
+    ("vit_384", "vit_tiny_patch16_384", {"input_size": (3, 32, 32)}),
+    ("swin", "swin_tiny_patch4_window7_224", {"input_size": (3, 32, 32)}),
+    ("swin_bilinear", "swin_tiny_patch4_window7_224", {"input_size": (3, 24, 24), "interpolation": "bilinear"}),
+    ("mae_squash", "swin_tiny_patch4_window7_224", {"input_size": (3, 32, 32), "crop_pct": 1.0, "crop_mode": "squash"}),
+]
+TRANSFORM_IMAGE_SIZES = [(48, 40), (37, 90), (20, 25), (33, 33)]  # (H, W): portrait, wide, smaller than the crop, odd
+PREDICT_MODELS = {  # timm-initialised tiny classifiers with ImageNet's 1000 classes
+    "vit": ("vit_tiny_patch16_224", dict(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2)),
+    "swin": (
+        "swin_tiny_patch4_window7_224",
+        dict(img_size=32, patch_size=4, window_size=4, embed_dim=8, depths=(1, 1), num_heads=(1, 2)),
+    ),
+}
+
+
+def photo_like(height: int, width: int, gen) -> np.ndarray:
+    """(H, W, 3) uint8: smooth colour gradients plus noise, so resizing filters have edges and texture."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    base = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin((x + 2 * y) / 5)], axis=-1) * 200
+    return np.clip(base + gen.integers(0, 56, size=(height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def make_pretrained_fixtures(torch, timm, out_dir: Path, meta: dict[str, Any]) -> list[Path]:
+    """pretrained_cfgs.json (the data config and hub file of each registered name's default weights),
+    pretrained_transforms.npz (create_transform's output on fixed images) and predict/ (tiny
+    timm-initialised classifiers as model.safetensors, a PNG, and timm's probabilities)."""
+    from PIL import Image
+    from safetensors.torch import save_file
+    from timm.data import create_transform, resolve_data_config
+
+    cfgs = {}
+    for name in PRETRAINED_CFG_MODELS:
+        pretrained_cfg = timm.models.get_pretrained_cfg(name).to_dict()
+        config = resolve_data_config({}, pretrained_cfg=pretrained_cfg)
+        cfgs[name] = {
+            "hf_hub_id": pretrained_cfg["hf_hub_id"],
+            "num_classes": pretrained_cfg["num_classes"],
+            **torch_free(config),
+        }
+    written = [out_dir / "pretrained_cfgs.json"]
+    write_json(written[-1], {"versions": meta["versions"], "models": cfgs})
+
+    gen = np.random.default_rng(DATA_SEED)
+    arrays: dict[str, np.ndarray] = {}
+    cases = []
+    for index, (height, width) in enumerate(TRANSFORM_IMAGE_SIZES):
+        arrays[f"image/{index}"] = photo_like(height, width, gen)
+    for label, model_name, overrides in TRANSFORM_CASES:
+        config = resolve_data_config(overrides, pretrained_cfg=timm.models.get_pretrained_cfg(model_name).to_dict())
+        transform = create_transform(**config)
+        for index in range(len(TRANSFORM_IMAGE_SIZES)):
+            arrays[f"{label}/{index}"] = to_np(transform(Image.fromarray(arrays[f"image/{index}"])))
+        cases.append({"label": label, "config": torch_free(config)})
+    arrays["config"] = np.array(json.dumps({"cases": cases, "versions": meta["versions"]}))
+    written.append(out_dir / "pretrained_transforms.npz")
+    write_npz(written[-1], arrays)
+
+    predict_dir = out_dir / "predict"
+    predict_dir.mkdir(parents=True, exist_ok=True)
+    photo = predict_dir / "photo.png"
+    Image.fromarray(photo_like(60, 44, gen)).save(photo, optimize=False)
+    written.append(photo)
+    references: dict[str, np.ndarray] = {}
+    models = {}
+    for label, (model_name, kwargs) in PREDICT_MODELS.items():
+        torch.manual_seed(MODEL_SEED)
+        model = timm.create_model(model_name, pretrained=False, **kwargs).eval()
+        config = resolve_data_config({"input_size": (3, kwargs["img_size"], kwargs["img_size"])}, model=model)
+        image = create_transform(**config)(Image.open(photo).convert("RGB"))
+        with torch.no_grad():
+            probabilities = model(image[None]).softmax(dim=-1)
+        references[f"{label}/input"] = to_np(image)
+        references[f"{label}/probabilities"] = to_np(probabilities[0])
+        weights = predict_dir / f"{label}.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights), metadata={"format": "pt"})
+        written.append(weights)
+        models[label] = {"model_name": model_name, "kwargs": torch_free(kwargs), "file": weights.name}
+    references["config"] = np.array(json.dumps({"models": models, "versions": meta["versions"]}))
+    written.append(predict_dir / "references.npz")
+    write_npz(written[-1], references)
+    return written
+
+
+def torch_free(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Tuples -> lists, for JSON."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+
+
+# ----------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -864,7 +967,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="*",
         default=None,
-        help="fixture names to make (default: all); 'counts' and 'pos_embed_resample' name the non-model outputs",
+        help="fixture names to make (default: all); 'counts', 'pos_embed_resample' and 'pretrained' name the "
+        "non-model outputs",
     )
     ap.add_argument(
         "--no-verify",
@@ -902,6 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
     if want is None or "pos_embed_resample" in want:
         written.append(make_resample_fixture(torch, out_dir, meta))
         print(f"wrote {written[-1]}", flush=True)
+    if want is None or "pretrained" in want:
+        written += make_pretrained_fixtures(torch, timm, out_dir, meta)
     if want is None or "counts" in want:
         torch.use_deterministic_algorithms(False)
         written += make_counts(torch, timm, models_mae, out_dir, meta)

@@ -15,15 +15,17 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import math
 import platform
 import sys
 import textwrap
+import typing
 
 import numpy as np
 
 from .. import backend, kernels
 from ..data import DATASET_NAMES
-from ..train import distributed
+from ..train import NonFiniteLossError, distributed
 from . import demo, launch, recipes
 from .recipes import DEFAULT_OUT, SCHEDULES, WORKLOADS
 
@@ -35,9 +37,50 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _int_at_least(low: int):
+    """An argparse type: an int >= low (a count, a size, a seed)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an int >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _finite_float(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False):
+    """An argparse type: a finite float between low and high (either end excluded when open);
+    inf and nan are refused where they enter."""
+    if high == math.inf:
+        expected = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        expected = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        inside = low < value if low_open else low <= value
+        inside = inside and (value < high if high_open else value <= high)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
+
+
+_POSITIVE_INT, _NON_NEGATIVE_INT = _int_at_least(1), _int_at_least(0)
+_POSITIVE, _NON_NEGATIVE, _FRACTION = _finite_float(0, low_open=True), _finite_float(0), _finite_float(0, 1)
+
+
 def _add_common(parser: argparse.ArgumentParser, writes_files: bool = False) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $SCRATCHVIT_DEVICE or cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for every random generator (default 0)")
+    parser.add_argument("--seed", type=_NON_NEGATIVE_INT, default=0, help="seed for every random generator (default 0)")
     if writes_files:
         parser.add_argument(
             "--out",
@@ -70,17 +113,21 @@ def _image_size(values):
 
 def _add_img_size(parser, default_text: str) -> None:
     parser.add_argument(
-        "--img-size", type=int, nargs="+", metavar=("H", "W"), help=f"image size: H, or H W (default: {default_text})"
+        "--img-size",
+        type=_POSITIVE_INT,
+        nargs="+",
+        metavar=("H", "W"),
+        help=f"image size: H, or H W (default: {default_text})",
     )
 
 
 def _add_model_overrides(parser) -> None:
     group = parser.add_argument_group("model keywords (timm's names; default: the registered configuration)")
     _add_img_size(group, "the data set's")
-    group.add_argument("--patch-size", type=int, help="patch size P")
-    group.add_argument("--embed-dim", type=int, help="token width D")
-    group.add_argument("--depth", type=int, help="number of blocks")
-    group.add_argument("--num-heads", type=int, help="attention heads")
+    group.add_argument("--patch-size", type=_POSITIVE_INT, help="patch size P")
+    group.add_argument("--embed-dim", type=_POSITIVE_INT, help="token width D")
+    group.add_argument("--depth", type=_POSITIVE_INT, help="number of blocks")
+    group.add_argument("--num-heads", type=_POSITIVE_INT, help="attention heads")
     group.add_argument(
         "--model-arg",
         type=_key_value,
@@ -103,9 +150,54 @@ def _model_kwargs(args) -> dict:
     kwargs = {key: value for key, value in named.items() if value is not None}
     for key, value in args.model_arg:
         if key in kwargs:
-            raise ValueError(f"--model-arg {key}= gives a value that was given already ({kwargs[key]!r})")
+            raise ValueError(f"argument --model-arg: {key}= gives a value that was given already ({kwargs[key]!r})")
+        _check_model_arg(getattr(args, "model_name", None), key, value)
         kwargs[key] = value
     return kwargs
+
+
+_KEYWORD_TYPES = {  # an annotation's name -> (the types it takes, in words)
+    "int": ((int,), "an int"),
+    "float": ((int, float), "a number"),
+    "bool": ((bool,), "True or False"),
+    "str": ((str,), "a word"),
+    "None": ((type(None),), "None"),
+    "tuple": ((tuple, list), "a tuple"),
+}
+
+
+def _expected_types(parameter: inspect.Parameter) -> list:
+    """The type names a model keyword takes: its annotation's, else its default's (an int default
+    without annotation is a size: N or (H, W))."""
+    if parameter.annotation is not inspect.Parameter.empty:
+        return [part.strip().split("[")[0] for part in str(parameter.annotation).split("|")]
+    default = parameter.default
+    if isinstance(default, bool):
+        return ["bool"]
+    if isinstance(default, int):
+        return ["int", "tuple"]
+    return [type(default).__name__] if type(default).__name__ in _KEYWORD_TYPES else []
+
+
+def _check_model_arg(model_name, key: str, value) -> None:
+    """ValueError naming --model-arg KEY when VALUE is not of the type the model's constructor
+    takes for KEY (keywords it does not know are left to the constructor to refuse)."""
+    if model_name is None:
+        return
+    from ..models.registry import model_entrypoint
+
+    model_class = typing.get_type_hints(model_entrypoint(model_name)[1]).get("return")
+    parameter = inspect.signature(model_class.__init__).parameters.get(key) if model_class else None
+    names = [name for name in _expected_types(parameter) if name in _KEYWORD_TYPES] if parameter else []
+    if not names:
+        return
+    accepted = tuple(kind for name in names for kind in _KEYWORD_TYPES[name][0])
+    if not isinstance(value, accepted) or (isinstance(value, bool) and "bool" not in names):
+        expected = " or ".join(_KEYWORD_TYPES[name][1] for name in names)
+        raise ValueError(
+            f"argument --model-arg: {key} takes {expected} for {model_class.__name__}, "
+            f"got {value!r} ({type(value).__name__})"
+        )
 
 
 def _add_data(parser) -> None:
@@ -130,18 +222,30 @@ def _add_procs(parser) -> None:
 
 
 def _add_training(parser, epochs: int, batch_size: int, warmup_text: str = "a tenth of --epochs") -> None:
-    parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per step (default {batch_size})")
-    parser.add_argument("--warmup-epochs", type=float, help=f"linear lr warmup (default: {warmup_text})")
+    parser.add_argument("--epochs", type=_POSITIVE_INT, default=epochs, help=f"epochs (default {epochs})")
+    parser.add_argument(
+        "--batch-size", type=_POSITIVE_INT, default=batch_size, help=f"images per step (default {batch_size})"
+    )
+    parser.add_argument("--warmup-epochs", type=_NON_NEGATIVE, help=f"linear lr warmup (default: {warmup_text})")
     parser.add_argument("--resume", metavar="PATH", help="a checkpoint of this run to go on from")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace another run's checkpoint and metrics in --out"
+    )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="let --resume go on with settings other than the checkpoint's (batch size, lr, schedule, ...)",
+    )
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars or per-epoch lines"
     )
 
 
 def _add_base_lr(parser, blr: float) -> None:
-    parser.add_argument("--blr", type=float, default=blr, help=f"base lr: lr = blr * batch_size / 256 (default {blr})")
-    parser.add_argument("--lr", type=float, help="absolute lr (overrides --blr)")
+    parser.add_argument(
+        "--blr", type=_POSITIVE, default=blr, help=f"base lr: lr = blr * batch_size / 256 (default {blr})"
+    )
+    parser.add_argument("--lr", type=_POSITIVE, help="absolute lr (overrides --blr)")
 
 
 def _call(recipe, args, **computed):
@@ -160,9 +264,18 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _weights(args):
+    """--pretrained: a path as given, or `hub`: the model's weights file, downloaded into the hub cache."""
+    if args.pretrained != "hub":
+        return args.pretrained
+    from ..models import hub
+
+    return hub.pretrained_file(args.model_name)
+
+
 def cmd_train(args) -> int:
     """Train a classifier (recipes.train_classifier)."""
-    _call(recipes.train_classifier, args, model_kwargs=_model_kwargs(args))
+    _call(recipes.train_classifier, args, model_kwargs=_model_kwargs(args), pretrained=_weights(args))
     return 0
 
 
@@ -188,7 +301,7 @@ def cmd_eval(args) -> int:
     """Top-1 / top-5 of a classifier on a data split (recipes.evaluate_model)."""
     if (args.checkpoint is None) == (args.pretrained is None) or (args.model_name is None) == (args.checkpoint is None):
         raise ValueError("give --checkpoint PATH (a scratchvit checkpoint), or --model NAME with --pretrained PATH")
-    _call(recipes.evaluate_model, args, model_kwargs=_model_kwargs(args))
+    _call(recipes.evaluate_model, args, model_kwargs=_model_kwargs(args), pretrained=_weights(args))
     return 0
 
 
@@ -198,6 +311,28 @@ def cmd_convert(args) -> int:
 
     written = convert_checkpoint(args.src, args.dst, args.model_name, **_model_kwargs(args))
     print(f"wrote {written} ({args.model_name}, timm's keys)")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    """Top-k ImageNet classes of photos, and where the model looks (app.predict.run_predict)."""
+    from .predict import run_predict
+
+    pretrained = args.pretrained or "hub"
+    lines = run_predict(args.images, args.model_name, pretrained, args.top, args.attention, _model_kwargs(args))
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_mae_visualize(args) -> int:
+    """The MAE reconstruction panels of a photo (app.predict.run_mae_visualize)."""
+    from .predict import run_mae_visualize
+
+    pretrained, kwargs = args.pretrained or "hub", _model_kwargs(args)
+    written = run_mae_visualize(
+        args.image, args.model_name, args.output, pretrained, args.mask_ratio, args.seed, model_kwargs=kwargs
+    )
+    print(f"wrote {written}")
     return 0
 
 
@@ -301,10 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(demo_parser, writes_files=True)
     demo_parser.add_argument(
-        "--epochs", type=int, default=demo.DIGITS_EPOCHS, help=f"epochs (default {demo.DIGITS_EPOCHS})"
+        "--epochs", type=_POSITIVE_INT, default=demo.DIGITS_EPOCHS, help=f"epochs (default {demo.DIGITS_EPOCHS})"
     )
     demo_parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke test, not a trained model")
     demo_parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    demo_parser.add_argument("--overwrite", action="store_true", help="replace another run's files in --out")
     demo_parser.set_defaults(run=cmd_demo)
 
     train = _command(
@@ -322,15 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", dest="model_name", required=True, help="a registered classifier (sv.list_models())")
     _add_data(train)
     _add_training(train, epochs=30, batch_size=64, warmup_text="a tenth of --epochs (onecycle: 30%% of the steps)")
-    train.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    train.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
-    train.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
+    train.add_argument("--lr", type=_POSITIVE, default=1e-3, help="peak learning rate (default 1e-3)")
+    train.add_argument("--weight-decay", type=_NON_NEGATIVE, default=0.05, help="AdamW weight decay (default 0.05)")
+    train.add_argument("--label-smoothing", type=_FRACTION, default=0.1, help="default 0.1")
     train.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="default cosine")
-    train.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
+    train.add_argument("--clip-grad", type=_POSITIVE, metavar="NORM", help="clip the global gradient norm")
     train.add_argument(
         "--pretrained",
         metavar="PATH",
-        help="start from these weights (.pth, .safetensors, .npz); a head for other classes is made new",
+        help="start from these weights (.pth, .safetensors, .npz, or `hub`: the model's weights from the hub); "
+        "a head for other classes is made new",
     )
     _add_model_overrides(train)
     _add_procs(train)
@@ -354,10 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(pretrain)
     _add_training(pretrain, epochs=400, batch_size=64)
     _add_base_lr(pretrain, 1.5e-4)
-    pretrain.add_argument("--weight-decay", type=float, default=0.05, help="default 0.05")
-    pretrain.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches removed (default 0.75)")
+    pretrain.add_argument("--weight-decay", type=_NON_NEGATIVE, default=0.05, help="default 0.05")
+    pretrain.add_argument(
+        "--mask-ratio",
+        type=_finite_float(0, 1, high_open=True),
+        default=0.75,
+        help="share of patches removed (default 0.75)",
+    )
     pretrain.add_argument("--norm-pix-loss", action="store_true", help="reconstruct per-patch normalised pixels")
-    pretrain.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
+    pretrain.add_argument("--clip-grad", type=_POSITIVE, metavar="NORM", help="clip the global gradient norm")
     _add_model_overrides(pretrain)
     _add_procs(pretrain)
     pretrain.set_defaults(run=cmd_pretrain)
@@ -379,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training(linprobe, epochs=90, batch_size=256)
     _add_base_lr(linprobe, 0.1)
     linprobe.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="default sgd (momentum 0.9)")
-    linprobe.add_argument("--weight-decay", type=float, default=0.0, help="default 0, as MoCo v1 and MAE")
+    linprobe.add_argument("--weight-decay", type=_NON_NEGATIVE, default=0.0, help="default 0, as MoCo v1 and MAE")
     _add_img_size(linprobe, "the MAE's; the position embedding is resampled")
     _add_procs(linprobe)
     linprobe.set_defaults(run=cmd_linprobe)
@@ -400,12 +542,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(finetune)
     _add_training(finetune, epochs=50, batch_size=64)
     _add_base_lr(finetune, 1e-3)
-    finetune.add_argument("--weight-decay", type=float, default=0.05, help="default 0.05")
-    finetune.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise lr decay (default 0.75)")
-    finetune.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate (default 0.1)")
-    finetune.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
-    finetune.add_argument("--min-lr", type=float, default=1e-6, help="the cosine's end (default 1e-6)")
-    finetune.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the global gradient norm")
+    finetune.add_argument("--weight-decay", type=_NON_NEGATIVE, default=0.05, help="default 0.05")
+    finetune.add_argument("--layer-decay", type=_POSITIVE, default=0.75, help="layer-wise lr decay (default 0.75)")
+    finetune.add_argument(
+        "--drop-path", type=_finite_float(0, 1, high_open=True), default=0.1, help="stochastic depth rate (default 0.1)"
+    )
+    finetune.add_argument("--label-smoothing", type=_FRACTION, default=0.1, help="default 0.1")
+    finetune.add_argument("--min-lr", type=_NON_NEGATIVE, default=1e-6, help="the cosine's end (default 1e-6)")
+    finetune.add_argument("--clip-grad", type=_POSITIVE, metavar="NORM", help="clip the global gradient norm")
     _add_img_size(finetune, "the MAE's; the position embedding is resampled")
     _add_procs(finetune)
     finetune.set_defaults(run=cmd_finetune)
@@ -422,10 +566,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluation, writes_files=True)
     evaluation.add_argument("--checkpoint", metavar="PATH", help="a checkpoint written by scratchvit")
     evaluation.add_argument("--model", dest="model_name", help="a registered model name, with --pretrained")
-    evaluation.add_argument("--pretrained", metavar="PATH", help="weights for --model (.pth, .safetensors, .npz)")
+    evaluation.add_argument(
+        "--pretrained", metavar="PATH", help="weights for --model (.pth, .safetensors, .npz, or `hub`: from the hub)"
+    )
     _add_data(evaluation)
     evaluation.add_argument("--split", choices=("train", "test"), default="test", help="default test")
-    evaluation.add_argument("--batch-size", type=int, default=256, help="default 256")
+    evaluation.add_argument("--batch-size", type=_POSITIVE_INT, default=256, help="default 256")
     _add_model_overrides(evaluation)
     _add_procs(evaluation)
     evaluation.set_defaults(run=cmd_eval)
@@ -441,7 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(summary)
     summary.add_argument("name", help="a registered model name (see sv.list_models())")
     _add_img_size(summary, "the size the model is made for")
-    summary.add_argument("--batch-size", type=int, default=1, help="images in the zero input batch (default 1)")
+    summary.add_argument(
+        "--batch-size", type=_POSITIVE_INT, default=1, help="images in the zero input batch (default 1)"
+    )
     summary.add_argument("--depth", type=int, default=None, help="show layers down to this depth (default: all)")
     summary.set_defaults(run=cmd_summary)
 
@@ -478,6 +626,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_overrides(convert)
     convert.set_defaults(run=cmd_convert)
 
+    predict = _command(
+        commands,
+        "predict",
+        "top-k ImageNet classes of photos with pretrained weights, and where the model looks",
+        "Classify photos (JPEG, PNG, ...) with a pretrained ViT or Swin: each is resized, centre-cropped and "
+        "normalised as the weights' timm configuration says, and its top-k classes printed with their "
+        "probabilities. --pretrained hub (the default) downloads the model's weights from the Hugging Face hub "
+        "once (HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE as huggingface_hub); a tag picks other weights, e.g. "
+        "--model vit_base_patch16_224.augreg_in1k. --attention draws a ViT's attention rollout, or a Swin's "
+        "last-stage window attention, over each crop.",
+        "scratchvit predict cat.jpg --model vit_base_patch16_224 --top 5 --attention cat_attention.png",
+    )
+    _add_common(predict)
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument("--model", dest="model_name", required=True, help="a ViT or Swin name, optionally .tag")
+    predict.add_argument("--pretrained", metavar="hub|PATH", help="`hub` (default) or a weights file")
+    predict.add_argument("--top", type=_POSITIVE_INT, default=5, help="classes to print per image (default 5)")
+    predict.add_argument("--attention", metavar="PNG", help="write where the model looks to this PNG")
+    _add_model_overrides(predict)
+    predict.set_defaults(run=cmd_predict)
+
+    mae_visualize = _command(
+        commands,
+        "mae-visualize",
+        "MAE reconstruction of a photo: original, masked, reconstruction, reconstruction + visible",
+        "Mask a share of a photo's patches at random and let a pretrained MAE reconstruct them, as the "
+        "official MAE visualisation notebook (He et al. 2022, Fig. 2): four panels in one PNG. --pretrained "
+        "hub (the default) downloads the official checkpoint with the pixel decoder (mae_visualize_vit_*.pth) "
+        "once; the .visualize_ganloss tag of ViT-L gives sharper pictures.",
+        "scratchvit mae-visualize cat.jpg --model mae_vit_large_patch16 --mask-ratio 0.75 --seed 2",
+    )
+    _add_common(mae_visualize)
+    mae_visualize.add_argument("image", metavar="IMAGE", help="an image file")
+    mae_visualize.add_argument("--model", dest="model_name", default="mae_vit_large_patch16", help="%(default)s")
+    mae_visualize.add_argument("--pretrained", metavar="hub|PATH", help="`hub` (default) or a weights file")
+    mae_visualize.add_argument("--mask-ratio", type=_FRACTION, default=0.75, help="share removed (default 0.75)")
+    mae_visualize.add_argument("--output", metavar="PNG", help="the PNG to write (default <image stem>_mae.png)")
+    _add_model_overrides(mae_visualize)
+    mae_visualize.set_defaults(run=cmd_mae_visualize)
+
     bench = _command(
         commands,
         "bench",
@@ -489,8 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(bench, writes_files=True)
     bench.add_argument("workload", choices=list(WORKLOADS), help="model, patch, image size, batch: %(choices)s")
-    bench.add_argument("--steps", type=int, default=7, help="timed steps; the median is reported (default 7)")
-    bench.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    bench.add_argument("--steps", type=_POSITIVE_INT, default=7, help="timed steps; the median is reported (default 7)")
+    bench.add_argument("--warmup", type=_NON_NEGATIVE_INT, default=2, help="untimed steps first (default 2)")
     bench.add_argument("--profile", action="store_true", help="time one step op by op")
     bench.set_defaults(run=cmd_bench)
 
@@ -522,6 +710,15 @@ def main(argv=None) -> int:
             backend.set_default_device(args.device)
         backend.manual_seed(args.seed)
         return args.run(args)
+    except NonFiniteLossError as error:  # the run diverged: not bad input, so exit code 1
+        if distributed.world_size() > 1:
+            distributed.abort(f"scratchvit {args.command}: {error}", exit_code=1)
+        print(f"scratchvit {args.command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: one line, where it stopped (fit says), exit 128 + SIGINT
+        if distributed.is_main():
+            print(f"scratchvit {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
+        return 130
     except _USER_ERRORS as error:
         message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
         if distributed.world_size() > 1:  # the other ranks may wait for this one in a collective: end them all

@@ -7,13 +7,13 @@
 >>> for images, labels in loader: ...                                   # Tensor (64, 3, 8, 8), int64 (64,)
 """
 
+from ..io.download import ChecksumError, download, sha256_of
 from . import transforms
 from .base import ArrayDataset, DatasetError
 from .cifar import load_cifar10, load_cifar100, safe_unpickle
 from .datasets import DATASET_NAMES, load_dataset
 from .digits import load_digits
 from .distributed_sampler import DistributedSampler
-from .download import ChecksumError, download, sha256_of
 from .folder import ImageFolder
 from .idx import load_mnist, read_idx
 from .loader import DataLoader

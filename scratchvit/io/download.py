@@ -111,18 +111,20 @@ def _fetch(url: str, partial: Path, progress: bool, timeout: float) -> None:
 
 
 def download(
-    url: str, sha256: str, cache_dir, filename: str | None = None, progress: bool = True, timeout: float = 60.0
+    url: str, sha256: str | None, cache_dir, filename: str | None = None, progress: bool = True, timeout: float = 60.0
 ) -> Path:
     """Download `url` into `cache_dir` unless a file with this SHA-256 is there; return its path.
 
-    sha256: the expected SHA-256, 64 hex digits. filename: the name in cache_dir (default: the
-    last part of the URL's path). progress: show a tqdm bar when tqdm is installed.
+    sha256: the expected SHA-256, 64 hex digits; None where no hash is published, and then a file
+    already at `<filename>` is taken as it is and only a short download (fewer bytes than the
+    server's Content-Length) is caught. filename: the name in cache_dir (default: the last part of
+    the URL's path). progress: show a tqdm bar when tqdm is installed.
     A file whose hash differs is deleted and ChecksumError (a ValueError) names both hashes; a
     broken connection raises OSError and keeps `<filename>.part`, from which the next call resumes.
     """
-    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
-        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
-    sha256 = sha256.lower()
+    if sha256 is not None and (not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256)):
+        raise ValueError(f"sha256 must be 64 hex digits or None, got {sha256!r}")
+    sha256 = None if sha256 is None else sha256.lower()
     if urllib.parse.urlparse(url).scheme not in ("http", "https"):
         raise ValueError(f"url must start with http:// or https://, got {url!r}")
     if filename is None:
@@ -134,12 +136,12 @@ def download(
     cache_dir = Path(cache_dir).expanduser()
     cache_dir.mkdir(parents=True, exist_ok=True)
     final = cache_dir / filename
-    if final.is_file() and sha256_of(final) == sha256:
+    if final.is_file() and (sha256 is None or sha256_of(final) == sha256):
         return final
     partial = cache_dir / f"{filename}.part"
-    if not (partial.is_file() and sha256_of(partial) == sha256):  # else: complete, but the rename never happened
+    if sha256 is None or not (partial.is_file() and sha256_of(partial) == sha256):  # else: complete, not renamed
         _fetch(url, partial, progress, timeout)
-    actual = sha256_of(partial)
+    actual = sha256_of(partial) if sha256 is not None else None
     if actual != sha256:
         partial.unlink()
         raise ChecksumError(f"{filename} from {url}: SHA-256 is {actual}, expected {sha256}; the download was deleted")
