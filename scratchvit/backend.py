@@ -207,20 +207,34 @@ def check_on_device(passed, message: str) -> None:
 
 
 def read_scalar(array):
-    """`array.item()`, the one way a value comes to the host. Checks waiting on the array's GPU
-    travel in the same copy, and the first that failed raises ValueError."""
-    if backend_name(array) == "numpy" or not _pending_checks:
-        return array.item()
-    xp = xp_of(array)
-    device = device_of(array)
+    """`array.item()` for a one-element array, the way a value comes to the host (see read_values)."""
+    return read_values(array)[0]
+
+
+def read_values(*values) -> list:
+    """Python numbers of one-element arrays (and of plain numbers, as they are), in one copy per
+    GPU. Checks waiting on that GPU (check_on_device) travel in the same copy, and the first that
+    failed raises ValueError."""
+    result = [value.item() if backend_name(value) == "numpy" and hasattr(value, "item") else value for value in values]
+    on_gpu = [i for i, value in enumerate(values) if backend_name(value) == "cupy"]
+    if not on_gpu:
+        return result
+    xp, device = xp_of(values[on_gpu[0]]), device_of(values[on_gpu[0]])
+    if any(device_of(values[i]) != device for i in on_gpu):
+        raise ValueError(
+            f"read_values: the values are on several devices ({sorted({str(device_of(values[i])) for i in on_gpu})})"
+        )
     messages = [m for m, flags in _pending_checks.items() if all(device_of(flag) == device for flag in flags)]
     flags = [xp.stack(_pending_checks.pop(message)).all() for message in messages]
-    values = xp.stack([array.reshape(()).astype(np.float64)] + [flag.astype(np.float64) for flag in flags]).get()
-    for message, passed in zip(messages, values[1:], strict=True):
+    parts = [values[i].reshape(()).astype(np.float64) for i in on_gpu] + [flag.astype(np.float64) for flag in flags]
+    copied = xp.stack(parts).get()
+    for message, passed in zip(messages, copied[len(on_gpu) :], strict=True):
         if not passed:
             _pending_checks.clear()
             raise ValueError(message)
-    return array.dtype.type(values[0]).item()
+    for position, i in enumerate(on_gpu):
+        result[i] = values[i].dtype.type(copied[position]).item()
+    return result
 
 
 # ---------------------------------------------------------------------------------------
