@@ -1,6 +1,7 @@
 """File formats, arrays and metadata only: scratchvit's own checkpoints (checkpoint.py), safetensors
-(safetensors.py), torch .pth without torch (torch_zip.py), JAX .npz (big_vision.py), and any of them
-read into one state_dict (foreign.py). Loading files into models is `scratchvit.models`.
+(safetensors.py), torch .pth without torch (torch_zip.py), .npz (npz.py) and JAX .npz (big_vision.py),
+and any of them read into one state_dict (foreign.py), every one read within bounds (files.py: regular
+files only, a budget for the bytes a file decodes to). Loading files into models is `scratchvit.models`.
 """
 
 from .checkpoint import Checkpoint, read_checkpoint, save_checkpoint

@@ -16,14 +16,18 @@ In the JSON, each array stands as {"__array__": name}, its name the dotted path 
 ("model.blocks.0.attn.qkv.weight", "optimizer.state.3.exp_avg").
 
 Files are written atomically (files.write_atomically): a crash leaves the old file or the new one,
-never half of one. Putting a checkpoint back into a model, optimizer and schedule (and rebuilding
-the model from its name) is `scratchvit.models.load_checkpoint`.
+never half of one. They are read within bounds (files.py, npz.py): regular files only, within a
+budget of decoded bytes, the metadata nested at most 64 levels deep; and the stored model keywords
+never make a loader open another file (pretrained= is refused) nor build a model larger than the
+file's weights (no number in them may exceed the count of numbers the weights hold).
+
+Putting a checkpoint back into a model, optimizer and schedule (and rebuilding the model from its
+name) is `scratchvit.models.load_checkpoint`.
 """
 
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +35,8 @@ import numpy as np
 
 from .. import backend
 from .errors import CheckpointError
-from .files import read_head, write_atomically
+from .files import load_json, read_head, write_atomically
+from .npz import read_npz, zip_member_names
 from .safetensors import dump_safetensors, read_safetensors, read_safetensors_header
 
 FORMAT_NAME = "scratchvit-checkpoint"
@@ -40,6 +45,9 @@ METADATA_KEY = "__scratchvit__"  # the npz member holding the JSON
 SAFETENSORS_METADATA_KEY = "scratchvit"  # the key in the safetensors header's __metadata__
 SUFFIXES = (".safetensors", ".npz")
 _ARRAY_DTYPE_KINDS = "biuf"  # bool, signed and unsigned integers, floats
+_MAX_METADATA_DEPTH = 64
+# create_model's keywords that load weights rather than shape the model: never taken from a file
+_LOADING_KEYWORDS = ("pretrained",)
 
 
 @dataclass
@@ -100,7 +108,13 @@ def _split_arrays(value, name: str, arrays: dict):
     )
 
 
-def _join_arrays(value, arrays: dict, path: Path):
+def _join_arrays(value, arrays: dict, path: Path, depth: int = 0):
+    """`value` with every {"__array__": name} replaced by arrays[name]; CheckpointError for a name the
+    file lacks, or metadata nested deeper than _MAX_METADATA_DEPTH (ours nests about 5 levels)."""
+    if depth > _MAX_METADATA_DEPTH:
+        raise CheckpointError(
+            f"{path}: damaged checkpoint: its metadata nests deeper than {_MAX_METADATA_DEPTH} levels"
+        )
     if isinstance(value, dict):
         if set(value) == {"__array__"}:
             if value["__array__"] not in arrays:
@@ -109,9 +123,9 @@ def _join_arrays(value, arrays: dict, path: Path):
                     "which the file lacks"
                 )
             return arrays[value["__array__"]]
-        return {key: _join_arrays(item, arrays, path) for key, item in value.items()}
+        return {key: _join_arrays(item, arrays, path, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [_join_arrays(item, arrays, path) for item in value]
+        return [_join_arrays(item, arrays, path, depth + 1) for item in value]
     return value
 
 
@@ -183,24 +197,21 @@ def _sniff(path: Path) -> str:
 
 
 def _read_npz(path: Path) -> tuple:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            if METADATA_KEY not in names:
-                shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-                raise CheckpointError(
-                    f"{path}: not a scratchvit checkpoint: the archive has no {METADATA_KEY!r} entry "
-                    f"(it holds: {shown or 'nothing'})"
-                )
-            metadata_json = str(archive[METADATA_KEY])
-            arrays = {name: archive[name] for name in names if name != METADATA_KEY}
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+    names = zip_member_names(path)
+    if f"{METADATA_KEY}.npy" not in names:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         raise CheckpointError(
-            f"{path}: cannot read it as .npz, the file is truncated or damaged ({type(error).__name__}: {error})"
-        ) from error
-    return metadata_json, arrays
+            f"{path}: not a scratchvit checkpoint: the archive has no {METADATA_KEY!r} entry "
+            f"(it holds: {shown or 'nothing'})"
+        )
+    arrays = read_npz(path)
+    metadata = arrays.pop(METADATA_KEY)
+    if metadata.dtype.kind != "U" or metadata.shape != ():
+        raise CheckpointError(
+            f"{path}: damaged checkpoint: its {METADATA_KEY!r} entry is a {metadata.dtype} array of shape "
+            f"{metadata.shape}, not a string"
+        )
+    return str(metadata), arrays
 
 
 def _read_safetensors(path: Path) -> tuple:
@@ -226,10 +237,7 @@ def read_checkpoint(path) -> Checkpoint:
             raise CheckpointError(
                 f"{path}: array {name!r} has the unknown dtype {array.dtype} (expected bool, integer or float)"
             )
-    try:
-        metadata = json.loads(metadata_json)
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: damaged checkpoint: its metadata is not valid JSON ({error})") from error
+    metadata = load_json(metadata_json, path, "damaged checkpoint: its metadata")
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a scratchvit checkpoint: its metadata has no format {FORMAT_NAME!r}")
     if not isinstance(metadata.get("version"), int) or metadata["version"] > FORMAT_VERSION:
@@ -238,13 +246,14 @@ def read_checkpoint(path) -> Checkpoint:
             f"this scratchvit reads versions up to {FORMAT_VERSION}"
         )
     content = _join_arrays(metadata, arrays, path)
-    if not isinstance(content.get("model"), dict):
-        raise CheckpointError(f"{path}: damaged checkpoint: it holds no model state_dict")
+    state_dict = content.get("model")
+    if not (isinstance(state_dict, dict) and all(isinstance(array, np.ndarray) for array in state_dict.values())):
+        raise CheckpointError(f"{path}: damaged checkpoint: it holds no model state_dict (a map of arrays)")
     return Checkpoint(
         path=path,
-        state_dict=content["model"],
-        model_name=content.get("model_name"),
-        model_kwargs=content.get("model_kwargs") or {},
+        state_dict=state_dict,
+        model_name=_checked_model_name(content.get("model_name"), path),
+        model_kwargs=_checked_model_kwargs(content.get("model_kwargs"), state_dict, path),
         model_class=content.get("model_class"),
         optimizer=content.get("optimizer"),
         schedule=content.get("schedule"),
@@ -253,3 +262,47 @@ def read_checkpoint(path) -> Checkpoint:
         rng_state=content.get("rng_state"),
         extra=content.get("extra") or {},
     )
+
+
+def _checked_model_name(name, path: Path):
+    if name is not None and not isinstance(name, str):
+        raise CheckpointError(f"{path}: damaged checkpoint: its model name is a {type(name).__name__}, not a string")
+    return name
+
+
+def _checked_model_kwargs(kwargs, state_dict: dict, path: Path) -> dict:
+    """The stored model keywords, refused when they could make a loader open a file or allocate more than
+    the file holds: create_model's loading keywords (pretrained=...), and any number larger than the
+    count of numbers in the model's weights (a model with embed_dim D has at least D weights)."""
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(
+            f"{path}: damaged checkpoint: its model keywords are a {type(kwargs).__name__}, not a map"
+        )
+    for key in _LOADING_KEYWORDS:
+        if key in kwargs:
+            raise CheckpointError(
+                f"{path}: refused: its metadata gives the model keyword {key}={kwargs[key]!r}, which would load "
+                "another file; a checkpoint's keywords may only shape the model"
+            )
+    weights = sum(array.size for array in state_dict.values())
+    for key, value in kwargs.items():
+        for number in _numbers(value):
+            if abs(number) > weights:
+                raise CheckpointError(
+                    f"{path}: refused: its metadata asks for the model keyword {key}={value!r}, larger than the "
+                    f"{weights:,} numbers its model weights hold: no such model fits this file (damaged or tampered)"
+                )
+    return kwargs
+
+
+def _numbers(value) -> list:
+    """The ints and floats in a keyword's value (a number, or a list of them, nested)."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [value]
+    if isinstance(value, list):
+        return [number for item in value for number in _numbers(item)]
+    return []

@@ -18,7 +18,6 @@ not the EMA ones). A 'module.' prefix on every key (DataParallel) is removed.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from .big_vision import big_vision_prefix, big_vision_to_timm
 from .checkpoint import METADATA_KEY, SAFETENSORS_METADATA_KEY, read_checkpoint
 from .errors import CheckpointError
 from .files import read_head
+from .npz import read_npz, zip_member_names
 from .safetensors import read_safetensors, read_safetensors_header
 from .torch_zip import is_legacy_torch, read_torch_zip
 
@@ -67,31 +67,16 @@ def read_state_dict(path) -> tuple:
 
 
 def _read_zip(path: Path) -> tuple:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"{path}: a truncated or damaged zip archive ({error})") from error
+    names = zip_member_names(path)
     if f"{METADATA_KEY}.npy" in names:
         return read_checkpoint(path).state_dict, "scratchvit"
     if names and all(name.endswith(".npy") for name in names):
-        arrays = _read_npz(path)
+        arrays = _checked(read_npz(path), path)
         if big_vision_prefix(arrays) is not None:
             return big_vision_to_timm(arrays, path), "big_vision"
         return arrays, "npz"
     # a torch.save archive, or the reader's error saying what else the zip is
     return unwrap_state_dict(read_torch_zip(path), path), "torch"
-
-
-def _read_npz(path: Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except Exception as error:  # zipfile, zlib and numpy's format checks raise many kinds
-        raise CheckpointError(
-            f"{path}: cannot read it as .npz, truncated or damaged ({type(error).__name__}: {error})"
-        ) from error
-    return _checked(arrays, path)
 
 
 def _checked(arrays: dict, path) -> dict:

@@ -18,12 +18,13 @@ the data starts aligned.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CheckpointError
-from .files import write_atomically
+from .files import array_nbytes, load_json, open_regular, write_atomically
 
 __all__ = [
     "bfloat16_to_float32",
@@ -64,30 +65,26 @@ def read_safetensors_header(path) -> tuple:
     """(tensor entries: {name: {"dtype", "shape", "data_offsets"}}, metadata: dict, data start, file size).
 
     Checks the header's structure and that the tensors' byte ranges tile the data (module docstring);
-    raises CheckpointError naming the file otherwise.
+    raises CheckpointError naming the file otherwise, or when it is not a regular file.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such safetensors file") from None
-    with open(path, "rb") as file:
-        prefix = file.read(8)
-        if len(prefix) < 8:
-            raise CheckpointError(
-                f"{path}: not a safetensors file: {size} bytes, shorter than the 8-byte header length"
-            )
-        header_length = int.from_bytes(prefix, "little")
-        if header_length > min(size - 8, _MAX_HEADER_BYTES):
-            raise CheckpointError(
-                f"{path}: truncated or not a safetensors file: the header length says {header_length} bytes, "
-                f"the file has {size - 8} after it"
-            )
-        header_bytes = file.read(header_length)
-    try:
-        header = json.loads(header_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: damaged safetensors file: its header is not JSON ({error})") from error
+    with open_regular(path, "safetensors") as file:
+        return _read_header(file, path)
+
+
+def _read_header(file, path: Path) -> tuple:
+    size = os.fstat(file.fileno()).st_size
+    prefix = file.read(8)
+    if len(prefix) < 8:
+        raise CheckpointError(f"{path}: not a safetensors file: {size} bytes, shorter than the 8-byte header length")
+    header_length = int.from_bytes(prefix, "little")
+    if header_length > min(size - 8, _MAX_HEADER_BYTES):
+        raise CheckpointError(
+            f"{path}: truncated or not a safetensors file: the header length says {header_length} bytes, "
+            f"the file has {size - 8} after it"
+        )
+    # UTF-8 only, as the format says (json.loads would also take UTF-16 and UTF-32 bytes)
+    header = load_json(file.read(header_length), path, "damaged safetensors file: its header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: damaged safetensors file: its header is a {type(header).__name__}, not a map")
     metadata = header.pop("__metadata__", None)
@@ -116,14 +113,12 @@ def _check_entry(path: Path, name: str, entry, data_size: int) -> None:
             f"(scratchvit reads {', '.join(_DTYPES)})"
         )
     shape, offsets = entry["shape"], entry["data_offsets"]
-    if not (isinstance(shape, list) and all(type(s) is int and s >= 0 for s in shape)):  # a bool is no size
+    if not isinstance(shape, list):
         raise CheckpointError(f"{path}: damaged safetensors header: tensor {name!r} has the shape {shape!r}")
+    expected = array_nbytes(path, shape, _DTYPES[entry["dtype"]].itemsize, f"safetensors tensor {name!r}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
         raise CheckpointError(f"{path}: damaged safetensors header: tensor {name!r} has data_offsets {offsets!r}")
     begin, end = offsets
-    expected = _DTYPES[entry["dtype"]].itemsize
-    for extent in shape:  # Python integers: no overflow, however large the shape claims to be
-        expected *= extent
     if not 0 <= begin <= end or end - begin != expected:
         raise CheckpointError(
             f"{path}: damaged safetensors header: tensor {name!r} of shape {shape} {entry['dtype']} needs "
@@ -157,23 +152,25 @@ def read_safetensors(path, widen_half: bool = True) -> dict:
     """name -> NumPy array, in the file's order; bfloat16 widened to float32, and float16 too unless
     widen_half is False.
 
-    Needs no package. Raises CheckpointError naming the file if it is truncated or damaged, or holds
-    a dtype other than the float, integer and bool ones (e.g. the float8 types).
+    Needs no package. Raises CheckpointError naming the file if it is not a regular file, truncated or
+    damaged, or holds a dtype other than the float, integer and bool ones (e.g. the float8 types).
+    The tensors tile the file's data, so they decode to at most twice the file's size (widened halves).
     """
     path = Path(path)
-    header, _, data_start, size = read_safetensors_header(path)
-    if size == data_start:  # nothing but a header (every tensor empty): np.memmap refuses empty files
-        return {
-            name: _widened(np.zeros(entry["shape"], _DTYPES[entry["dtype"]]), entry["dtype"], widen_half)
-            for name, entry in header.items()
-        }
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=data_start)
-    arrays = {}
-    for name, entry in header.items():
-        begin, end = entry["data_offsets"]
-        raw = data[begin:end].view(_DTYPES[entry["dtype"]]).reshape(entry["shape"])
-        arrays[name] = _widened(raw, entry["dtype"], widen_half)
-    del data  # every array is a copy, so the file closes
+    with open_regular(path, "safetensors") as file:
+        header, _, data_start, size = _read_header(file, path)
+        if size == data_start:  # nothing but a header (every tensor empty): np.memmap refuses empty files
+            return {
+                name: _widened(np.zeros(entry["shape"], _DTYPES[entry["dtype"]]), entry["dtype"], widen_half)
+                for name, entry in header.items()
+            }
+        data = np.memmap(file, dtype=np.uint8, mode="r", offset=data_start)
+        arrays = {}
+        for name, entry in header.items():
+            begin, end = entry["data_offsets"]
+            raw = data[begin:end].view(_DTYPES[entry["dtype"]]).reshape(entry["shape"])
+            arrays[name] = _widened(raw, entry["dtype"], widen_half)
+        del data  # every array is a copy, so the file closes
     return arrays
 
 

@@ -17,10 +17,15 @@ A pickle can call any function while it loads, so the unpickler here resolves a 
 globals to functions of its own (nothing from torch is imported or called) and refuses every other
 global before it can run: a file asking for os.system, builtins.exec or a model class stops the load
 with a CheckpointError naming the file and the global.
+
+The archive is read within the file's DecodeBudget (files.py): data.pkl and each storage spend their
+declared sizes before they are decompressed, and each tensor its bytes before it is copied out of
+its storage, so neither a zip bomb nor a stride-0 view of one element as a huge tensor gets far.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -30,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import CheckpointError
+from .files import DecodeBudget, array_nbytes, open_regular
 from .safetensors import bfloat16_to_float32
 
 __all__ = ["is_legacy_torch", "read_torch_zip", "torch_zip_root"]
@@ -85,9 +91,10 @@ class _TorchUnpickler(pickle.Unpickler):
     types in _STORAGE_DTYPES (answered by immutable markers). Everything else raises CheckpointError.
     """
 
-    def __init__(self, file, archive: zipfile.ZipFile, root: str, path: Path, byteorder: str):
+    def __init__(self, file, archive: zipfile.ZipFile, root: str, byteorder: str, budget: DecodeBudget):
         super().__init__(file)
-        self.archive, self.root, self.path, self.byteorder = archive, root, path, byteorder
+        self.archive, self.root, self.byteorder, self.budget = archive, root, byteorder, budget
+        self.path = budget.path
         self.storages: dict = {}
 
     def find_class(self, module: str, name: str):
@@ -127,9 +134,11 @@ class _TorchUnpickler(pickle.Unpickler):
         key = str(key)
         if key not in self.storages:
             try:
-                data = self.archive.read(f"{self.root}/data/{key}")
+                info = self.archive.getinfo(f"{self.root}/data/{key}")
             except KeyError:
                 raise CheckpointError(f"{self.path}: damaged torch checkpoint: storage data/{key} is missing") from None
+            self.budget.take(info.file_size, f"storage data/{key}")
+            data = self.archive.read(info)
             needed = numel * storage_type.dtype.itemsize
             if len(data) < needed:
                 raise CheckpointError(
@@ -149,14 +158,13 @@ class _TorchUnpickler(pickle.Unpickler):
         bfloat16 widened to float32. requires_grad, hooks and metadata carry nothing we keep."""
         if not isinstance(storage, _Storage):
             raise CheckpointError(f"{self.path}: damaged torch checkpoint: a tensor without a storage")
-        size, stride = tuple(size), tuple(stride)
-        integers = all(isinstance(n, int) and n >= 0 for n in (storage_offset, *size, *stride))
-        if not integers or len(size) != len(stride):
-            raise CheckpointError(
-                f"{self.path}: damaged torch checkpoint: a tensor of size {size}, stride {stride}, "
-                f"offset {storage_offset}"
-            )
+        what = f"a tensor of size {size!r}, stride {stride!r}, offset {storage_offset!r}"
+        valid = isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
+        if not (valid and all(type(n) is int and n >= 0 for n in (storage_offset, *size, *stride))):
+            raise CheckpointError(f"{self.path}: damaged torch checkpoint: {what}")
         dtype = storage.type.dtype
+        widened = storage.type.name in ("BFloat16Storage", "HalfStorage")  # to float32, 4 bytes each
+        self.budget.take(array_nbytes(self.path, size, 4 if widened else dtype.itemsize, what), what)
         if 0 in size:
             array = np.zeros(size, dtype)
         else:
@@ -190,38 +198,56 @@ class _TorchUnpickler(pickle.Unpickler):
 def read_torch_zip(path):
     """The object a torch.save zip archive holds (usually a dict), with every tensor a NumPy array.
 
-    Raises CheckpointError naming the file when it is not such an archive (also for TorchScript
-    archives), is truncated or damaged, holds a tensor of an unsupported dtype, or asks for any global
-    outside the allow-list (nothing from the file is run).
+    Raises CheckpointError naming the file when it is not a regular file or not such an archive (also
+    for TorchScript archives), is truncated or damaged, holds a tensor of an unsupported dtype, decodes
+    to more than its budget, or asks for any global outside the allow-list (nothing from the file is run).
     """
     path = Path(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable zip archive, truncated or damaged ({error})") from error
-    with archive:
-        names = archive.namelist()
-        root = torch_zip_root(names)
-        if any(name.endswith("/constants.pkl") for name in names):  # its data.pkl pickles TorchScript classes
-            raise CheckpointError(
-                f"{path}: a TorchScript archive (torch.jit.save), not a checkpoint: save model.state_dict() "
-                "with torch.save instead"
-            )
-        if root is None:
-            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-            raise CheckpointError(
-                f"{path}: a zip archive that is not a torch checkpoint: no <folder>/data.pkl "
-                f"(it holds: {shown or 'nothing'})"
-            )
-        byteorder = archive.read(f"{root}/byteorder").decode().strip() if f"{root}/byteorder" in names else "little"
-        if byteorder not in ("little", "big"):
-            raise CheckpointError(f"{path}: damaged torch checkpoint: byteorder {byteorder!r}")
+    with open_regular(path, "torch checkpoint") as file:
+        budget = DecodeBudget(path, os.fstat(file.fileno()).st_size)
         try:
-            with archive.open(f"{root}/data.pkl") as file:
-                return _TorchUnpickler(file, archive, root, path, byteorder).load()
-        except CheckpointError:
-            raise
-        except Exception as error:  # a broken pickle or zip raises many kinds: EOFError, UnpicklingError, ...
-            raise CheckpointError(
-                f"{path}: damaged torch checkpoint: cannot read data.pkl ({type(error).__name__}: {error})"
-            ) from error
+            archive = zipfile.ZipFile(file)
+        except (zipfile.BadZipFile, OSError, ValueError) as error:
+            raise CheckpointError(f"{path}: not a readable zip archive, truncated or damaged ({error})") from error
+        with archive:
+            return _read_archive(archive, budget)
+
+
+def _read_archive(archive: zipfile.ZipFile, budget: DecodeBudget):
+    path = budget.path
+    names = archive.namelist()
+    root = torch_zip_root(names)
+    if any(name.endswith("/constants.pkl") for name in names):  # its data.pkl pickles TorchScript classes
+        raise CheckpointError(
+            f"{path}: a TorchScript archive (torch.jit.save), not a checkpoint: save model.state_dict() "
+            "with torch.save instead"
+        )
+    if root is None:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise CheckpointError(
+            f"{path}: a zip archive that is not a torch checkpoint: no <folder>/data.pkl "
+            f"(it holds: {shown or 'nothing'})"
+        )
+    try:
+        byteorder = _byteorder(archive, root, path)
+        pickle_info = archive.getinfo(f"{root}/data.pkl")
+        budget.take(pickle_info.file_size, "data.pkl")
+        with archive.open(pickle_info) as file:
+            return _TorchUnpickler(file, archive, root, byteorder, budget).load()
+    except CheckpointError:
+        raise
+    except Exception as error:  # a broken pickle or zip raises many kinds: EOFError, UnpicklingError, ...
+        raise CheckpointError(
+            f"{path}: damaged torch checkpoint: cannot read data.pkl ({type(error).__name__}: {error})"
+        ) from error
+
+
+def _byteorder(archive: zipfile.ZipFile, root: str, path: Path) -> str:
+    """<root>/byteorder: "little" or "big" ("little" when absent, as torch < 1.10 wrote no record)."""
+    if f"{root}/byteorder" not in archive.namelist():
+        return "little"
+    with archive.open(f"{root}/byteorder") as record:
+        raw = record.read(16)  # "little" or "big" and maybe a newline; anything longer is wrong anyway
+    if raw.strip() not in (b"little", b"big"):
+        raise CheckpointError(f"{path}: damaged torch checkpoint: its byteorder record is {raw!r}, not little or big")
+    return raw.strip().decode("ascii")

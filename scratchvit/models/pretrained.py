@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import backend
 from ..io import Checkpoint, CheckpointError, read_checkpoint, read_state_dict, write_safetensors
+from . import hub
 from .key_maps import adapt_state_dict
 from .registry import model_entrypoint
 
@@ -23,9 +24,15 @@ __all__ = ["convert_checkpoint", "create_model", "load_checkpoint", "load_pretra
 def create_model(name: str, pretrained=None, **kwargs):
     """Build a registered model; keyword arguments override its configuration (timm's names).
 
-    pretrained: a path to weights (our checkpoints, safetensors, torch .pth, big_vision .npz).
+    pretrained: a path to weights (our checkpoints, safetensors, torch .pth, big_vision .npz), or True
+    (or "hub"): the model's weights from the Hugging Face hub or the official MAE files, downloaded once
+    into the standard cache (hub.py); `name.tag` picks other weights than the default, as timm does,
+    e.g. create_model("mae_vit_large_patch16.visualize_ganloss", pretrained=True).
     """
-    canonical, build = model_entrypoint(name)
+    base, _, _ = name.partition(".")
+    canonical, build = model_entrypoint(base)
+    if pretrained is True or pretrained == "hub":
+        pretrained = hub.pretrained_file(name)
     model = build(**kwargs)
     model.model_name, model.model_kwargs = canonical, dict(kwargs)
     if pretrained:
@@ -112,9 +119,9 @@ def load_checkpoint(path, model=None, optimizer=None, schedule=None, *, restore_
                 f"{path}: the checkpoint holds no model name (its model, a {checkpoint.model_class}, was not made by "
                 "create_model), so it cannot rebuild it: pass model= a model of that architecture"
             )
-        try:
+        try:  # read_checkpoint refused keywords that load a file or outgrow the file's weights
             model = create_model(checkpoint.model_name, **checkpoint.model_kwargs)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, MemoryError) as error:
             raise CheckpointError(f"{path}: cannot rebuild the model {checkpoint.model_name!r}: {error}") from error
     try:
         model.load_state_dict(checkpoint.state_dict)

@@ -89,7 +89,7 @@ def test_every_dtype_and_an_empty_tensor(tmp_path):
     [
         (b"", "shorter than the 8-byte header length"),
         (struct.pack("<Q", 1000) + b"{}", "header length says 1000 bytes"),
-        (struct.pack("<Q", 4) + b"{no}", "not JSON"),
+        (struct.pack("<Q", 4) + b"{no}", "not valid JSON"),
         (
             _safetensors_bytes({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\0\0"),
             "unsupported dtype F8_E4M3",
@@ -198,6 +198,20 @@ VERDICT_CASES = {
     "out of order but tiling": (_safetensors_bytes(_f32({"b": (4, 8), "a": (0, 4)}), b"\0" * 8), None),
     "padded header": (_padded(_f32({"a": (0, 4)}), b"\0" * 4), None),
     "header with a space first": (struct.pack("<Q", 3) + b" {}", None),
+    "shape of 2**64": (_safetensors_bytes({"a": {**_f32({"a": (0, 0)})["a"], "shape": [2**64, 0]}}, b""), "too large"),
+    "shape whose bytes overflow": (
+        _safetensors_bytes({"a": {"dtype": "F32", "shape": [2**32, 2**32, 2], "data_offsets": [0, 8]}}, b"\0" * 8),
+        "too large for any array",
+    ),
+    "a huge extent of an empty tensor": (
+        _safetensors_bytes({"a": {**_f32({"a": (0, 0)})["a"], "shape": [2**40, 0]}}, b""),
+        None,
+    ),
+    "header 100,000 deep": (
+        struct.pack("<Q", 200_005) + b'{"a":' + b"[" * 100_000 + b"]" * 100_000,
+        "nests too deeply",
+    ),
+    "header in UTF-16": (struct.pack("<Q", 4) + "{}".encode("utf-16-le"), "not valid JSON"),
 }
 
 
