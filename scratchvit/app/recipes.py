@@ -238,7 +238,10 @@ def model_from_checkpoint(path):
     checkpoint = read_checkpoint(path)
     if not checkpoint.model_name:
         raise CheckpointError(f"{checkpoint.path}: the checkpoint holds no model name, so it cannot rebuild the model")
-    model = create_model(checkpoint.model_name, **checkpoint.model_kwargs)
+    try:
+        model = create_model(checkpoint.model_name, **checkpoint.model_kwargs)
+    except (TypeError, ValueError, MemoryError) as error:  # names or keywords the registry refuses
+        raise CheckpointError(f"{checkpoint.path}: cannot rebuild its model: {error}") from error
     if isinstance(model, VisionTransformer) and "head.1.weight" in checkpoint.state_dict:
         prepare_linear_probe(model)  # BatchNorm1d + Linear, as linear_probe trained it
     try:

@@ -2,11 +2,55 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import numpy as np
 
 from .. import backend
 from ..autograd import Tensor
 from .distributed_sampler import DistributedSampler
+
+
+def prefetched(batches, depth: int = 2):
+    """Iterate over `batches` while a background thread makes the next `depth` of them: the
+    host's gathering, augmenting and copying overlap the device's work on the current batch.
+    An error in the thread is raised where the batch it was making would have come."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    finished = object()
+    stop = threading.Event()
+
+    def hand_over(item) -> bool:
+        """Queue `item` for the consumer; False once the consumer has stopped iterating."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for batch in batches:
+                if not hand_over(batch):
+                    return
+            hand_over(finished)
+        except BaseException as error:  # handed to the consumer, raised there
+            hand_over(error)
+        finally:
+            batches.close()  # in this thread, whose current device `batches` may have set
+
+    worker = threading.Thread(target=produce, name="scratchvit-prefetch", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not finished:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 class DataLoader:
@@ -21,8 +65,10 @@ class DataLoader:
     when resuming from a checkpoint.
 
     transform: called on each batch as `transform(images (B, C, H, W), rng)` (see transforms.py,
-    each image gets its own draw). device: where the image Tensors go (None: the default device,
-    `sv.default_device()`); labels stay a NumPy array, which the loss functions accept.
+    each image gets its own draw). device: where the batches go (None: the default device,
+    `sv.default_device()`). On the CPU the labels are a NumPy array; on a GPU images and labels
+    are copied there by a background thread that prepares the next batches while the current
+    one trains (`prefetched`), so the training step never waits for the host.
 
     A data set with `.images` and `.labels` arrays (an ArrayDataset) is batched by indexing those
     arrays; any other is read sample by sample with `dataset[i]`, and its images must all have one shape.
@@ -88,9 +134,12 @@ class DataLoader:
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1
-        return self._batches(epoch)
+        if self.device.kind == "cpu":
+            return self._host_batches(epoch)
+        return prefetched(self._device_batches(epoch))
 
-    def _batches(self, epoch: int):
+    def _host_batches(self, epoch: int):
+        """(images (B, C, H, W) float32, labels (B,) int64) NumPy arrays, gathered and augmented."""
         # Independent streams of (seed, epoch): 0 orders the epoch (in the sampler), 1 + rank draws this
         # rank's augmentations, so the order does not depend on the transform and ranks crop differently.
         transform_rng = np.random.default_rng([self.seed, epoch, 1 + self.sampler.rank])
@@ -98,7 +147,19 @@ class DataLoader:
             images, labels = self._gather(indices)
             if self.transform is not None:
                 images = self.transform(images, transform_rng)
-            yield Tensor(np.ascontiguousarray(images, dtype=np.float32), device=self.device), labels
+            yield Tensor(np.ascontiguousarray(images, dtype=np.float32)), labels
+
+    def _device_batches(self, epoch: int):
+        """The host batches copied to the GPU, images and labels: made in prefetched()'s thread,
+        on a stream of its own that it waits for, so the training step never waits for a copy."""
+        cupy = self.device.xp
+        with backend.on_device(self.device):
+            copies = cupy.cuda.Stream(non_blocking=True)
+            for images, labels in self._host_batches(epoch):
+                with copies:
+                    batch = Tensor(backend.to_device(images.data, self.device)), backend.to_device(labels, self.device)
+                copies.synchronize()
+                yield batch
 
     def _gather(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """-> (images (B, C, H, W) float32, a fresh array; labels (B,) int64)"""

@@ -113,7 +113,7 @@ def _target_distribution(target, logits, label_smoothing: float):
         if not on_host:
             in_range = (target >= 0) & (target < classes)
             check_on_device(in_range.all(), expected)
-            target_probs = xp.where(in_range[:, None], target_probs, xp.asarray(np.nan, dtype=logits.dtype))
+            target_probs = xp.where(in_range[:, None], target_probs, xp.full((), np.nan, dtype=logits.dtype))
     elif target.dtype.kind == "f":
         if target.shape != (batch, classes):
             raise ValueError(f"cross_entropy: soft target must have shape {(batch, classes)}, got {target.shape}")

@@ -42,8 +42,11 @@ def accuracy(logits, labels, topk=(1,)) -> list:
         if labels.min() < 0 or labels.max() >= classes:
             raise ValueError(f"{expected}, got {labels.min()}..{labels.max()}")
         labels = backend.to_device(labels, backend.device_of(logits))
-    else:  # checked on the device, raised with the next value read to the host
-        backend.check_on_device(((labels >= 0) & (labels < classes)).all(), expected)
+    else:  # checked on the device, raised with the next value read to the host; meanwhile a
+        # label out of range is read as class 0, as the GPU would otherwise read out of bounds
+        in_range = (labels >= 0) & (labels < classes)
+        backend.check_on_device(in_range.all(), expected)
+        labels = xp.where(in_range, labels, 0)
     true_scores = logits[xp.arange(batch), labels][:, None]  # (B, 1)
     is_nan = xp.isnan(logits)
     earlier = xp.arange(classes)[None, :] < labels[:, None]  # (B, K): classes that win a tie

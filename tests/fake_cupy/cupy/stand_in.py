@@ -1,7 +1,8 @@
 """What this stand-in keeps that CuPy keeps inside the driver: the current device of each thread,
 and the count of every wait on the device.
 
-`counts` holds three numbers the tests read:
+`counts` holds three numbers the tests read (`main_thread_counts` the same, for the main thread
+alone: the waits a training step makes, apart from a loader's background thread):
 - "device_to_host": copies of device memory to the host (`.get()`, `asnumpy`, `.item()`, `float()`, ...);
 - "host_to_device": copies of host memory to a device (`asarray` of host data, `.set()`, host values
   written into a device array);
@@ -17,25 +18,33 @@ import threading
 
 DEVICE_COUNT = int(os.environ.get("SCRATCHVIT_FAKE_CUPY_DEVICES", "2"))
 counts = {"device_to_host": 0, "host_to_device": 0, "syncs": 0}
+main_thread_counts = dict(counts)
 _threads = threading.local()
 
 
 def reset_counts() -> None:
     for name in counts:
-        counts[name] = 0
+        counts[name] = main_thread_counts[name] = 0
+
+
+def _count(*names: str) -> None:
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    for name in names:
+        counts[name] += 1
+        if on_main_thread:
+            main_thread_counts[name] += 1
 
 
 def count_device_to_host() -> None:
-    counts["device_to_host"] += 1
-    counts["syncs"] += 1
+    _count("device_to_host", "syncs")
 
 
 def count_host_to_device() -> None:
-    counts["host_to_device"] += 1
+    _count("host_to_device")
 
 
 def count_sync() -> None:
-    counts["syncs"] += 1
+    _count("syncs")
 
 
 def _stack() -> list:
