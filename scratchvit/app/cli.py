@@ -373,8 +373,7 @@ def cmd_info(args) -> int:
     print(f"kernel tier: {kernels.current_tier()} (SCRATCHVIT_KERNELS=textbook runs every op as ops/ writes it)")
     registrations = {}  # (op name, backend, kernel) -> its entries, one line per kernel
     for entry in kernels.registered_kernels():
-        op_name = f"{entry.op.__module__.rsplit('.', 1)[-1]}.{entry.op.__name__}"
-        registrations.setdefault((op_name, entry.backend, entry.kernel), []).append(entry)
+        registrations.setdefault((entry.op_name, entry.backend, entry.kernel), []).append(entry)
     op_width = max(len(op_name) for op_name, _, _ in registrations)
     for (op_name, backend_name, kernel), entries in registrations.items():
         where = f"{backend_name} {'/'.join(entry.dtype.name for entry in entries)}"

@@ -11,7 +11,7 @@ textbook op (tests/kernels/test_kernels_equal_textbook.py).
     >>> sv.kernels.restore_process()
 """
 
-from . import cpu
+from . import cpu, cuda
 from .process import restore_process, tune_process
 from .registry import (
     TIERS,
@@ -19,9 +19,11 @@ from .registry import (
     configure_from_environment,
     current_tier,
     register_kernel,
+    register_update_kernel,
     registered_kernels,
     set_tier,
     tier,
+    update_kernel,
 )
 
 configure_from_environment()  # the tier SCRATCHVIT_KERNELS names: "fast" (default) or "textbook"
@@ -30,11 +32,14 @@ __all__ = [
     "TIERS",
     "KernelEntry",
     "cpu",
+    "cuda",
     "current_tier",
     "register_kernel",
+    "register_update_kernel",
     "registered_kernels",
     "restore_process",
     "set_tier",
     "tier",
     "tune_process",
+    "update_kernel",
 ]

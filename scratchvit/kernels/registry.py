@@ -6,6 +6,10 @@ itself with `@register_kernel(TextbookOp, "numpy", (np.float32,))`; from then on
 `TextbookOp.apply` runs the kernel for inputs of that backend and dtype while the fast tier is on.
 The textbook op never refers to its kernels.
 
+An optimizer's update rule is not an op of the graph but is as much work per step: a kernel for
+it registers with `@register_update_kernel("adamw", "cupy", dtypes)`, and the optimizer asks
+`update_kernel("adamw", param)` for it before running its own textbook update.
+
 The tier: "fast" (the default) or "textbook", which runs every op as written in scratchvit.ops.
 Set it for the process with SCRATCHVIT_KERNELS=textbook, or for a block of code:
 
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..autograd import KERNELS, Function, _KernelTier
+from ..backend import backend_name
 
 TIERS = ("fast", "textbook")
 BACKENDS = ("numpy", "cupy")
@@ -49,14 +54,50 @@ def register_kernel(op: type, backend: str, dtypes: tuple):
     return decorate
 
 
+UPDATE_KERNELS: dict = {}  # (update rule, backend, dtype) -> a function updating the arrays in place
+
+
+def register_update_kernel(rule: str, backend: str, dtypes: tuple):
+    """Function decorator: run the decorated function in place of the optimizer update `rule`
+    ("adamw": train.optim.AdamW's) for `backend` arrays of `dtypes` while the fast tier is on."""
+    if backend not in BACKENDS:
+        raise ValueError(f"register_update_kernel: backend must be one of {BACKENDS}, got {backend!r}")
+
+    def decorate(kernel):
+        for dtype in dtypes:
+            key = (rule, backend, np.dtype(dtype))
+            if key in UPDATE_KERNELS:
+                raise ValueError(f"register_update_kernel: {rule} already has a kernel for {backend} {key[2]}")
+            UPDATE_KERNELS[key] = kernel
+        return kernel
+
+    return decorate
+
+
+def update_kernel(rule: str, array):
+    """The kernel registered for the update `rule` on `array`'s backend and dtype while the fast
+    tier is on; None otherwise (the optimizer then runs its textbook update)."""
+    if _KernelTier.name != "fast":
+        return None
+    return UPDATE_KERNELS.get((rule, backend_name(array), array.dtype))
+
+
 @dataclass(frozen=True)
 class KernelEntry:
-    """One registration: `kernel` runs in place of `op` for `backend` arrays of `dtype`."""
+    """One registration: `kernel` runs in place of `op` (a textbook op, or the name of an
+    optimizer's update rule) for `backend` arrays of `dtype`."""
 
-    op: type
+    op: type | str
     backend: str
     dtype: np.dtype
-    kernel: type
+    kernel: object
+
+    @property
+    def op_name(self) -> str:
+        """ "activation.GELUFn" for an op, "optim.adamw" for an update rule."""
+        if isinstance(self.op, str):
+            return f"optim.{self.op}"
+        return f"{self.op.__module__.rsplit('.', 1)[-1]}.{self.op.__name__}"
 
     @property
     def summary(self) -> str:
@@ -65,13 +106,14 @@ class KernelEntry:
 
 
 def registered_kernels() -> list:
-    """Every registration, sorted by op, backend and dtype."""
+    """Every registration, ops' and update rules', sorted by op, backend and dtype."""
     entries = [
         KernelEntry(op, backend, dtype, kernel)
         for op, table in KERNELS.items()
         for (backend, dtype), kernel in table.items()
     ]
-    return sorted(entries, key=lambda e: (e.op.__module__, e.op.__name__, e.backend, e.dtype.name))
+    entries += [KernelEntry(rule, backend, dtype, kernel) for (rule, backend, dtype), kernel in UPDATE_KERNELS.items()]
+    return sorted(entries, key=lambda e: (e.op_name, e.backend, e.dtype.name))
 
 
 def current_tier() -> str:

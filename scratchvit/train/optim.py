@@ -30,7 +30,7 @@ import re
 
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
 from ..autograd import Tensor
 
 _DESCRIPTIVE_KEYS = {"params", "param_names", "layer_id", "name"}  # group keys that no update reads
@@ -213,6 +213,11 @@ class AdamW(Optimizer):
             state.update(step=0, exp_avg=xp.zeros_like(param), exp_avg_sq=xp.zeros_like(param))
         state["step"] += 1
         step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        fused = kernels.update_kernel("adamw", param)  # the same equations in one launch (fast tier)
+        if fused is not None:
+            hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, step=step)
+            fused(param, grad, exp_avg, exp_avg_sq, **hyper)
+            return
 
         if weight_decay:
             param *= 1.0 - lr * weight_decay  # decoupled: shrink the weights, not the gradient

@@ -540,7 +540,7 @@ def test_info_lists_the_tier_and_every_registered_kernel(capsys):
     assert "kernel tier: fast" in out
     for entry in kernels.registered_kernels():
         line = next(line for line in out.splitlines() if f" {entry.kernel.__name__}: " in line)
-        assert entry.op.__name__ in line and entry.dtype.name in line and entry.backend in line
+        assert entry.op_name in line and entry.dtype.name in line and entry.backend in line
     with kernels.tier("textbook"):
         assert cli.main(["info"]) == 0
     assert "kernel tier: textbook" in capsys.readouterr().out

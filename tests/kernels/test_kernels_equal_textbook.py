@@ -1,6 +1,8 @@
 """Every registered kernel equals its textbook op, forward and backward, on the shapes of the op
 table, in float32 and float64, on each of its paths: the work cut into parts on threads or not,
-chunked or not, attention weights kept or recomputed (the op table's sizes take both)."""
+chunked or not, attention weights kept or recomputed (the op table's sizes take both). The NumPy
+kernels run on the cpu case of the device fixture, the CuPy kernels on its cuda case (on a GPU,
+or under the CuPy stand-in, which runs their fused bodies one operation at a time)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from strategies import cut_in_parts, seeds, sizes_for, small_chunks
 
 import scratchvit as sv
-from scratchvit import kernels
+from scratchvit import backend, kernels
 from scratchvit.check.op_table import OP_TABLE
 
 DTYPES = (np.float32, np.float64)
@@ -41,29 +43,54 @@ def kernels_in_graph(output) -> set:
     return found
 
 
-def kernels_of(entry, dtype) -> set:
-    inputs = entry.inputs(np.random.default_rng(0), dtype=dtype)
+def ops_in_graph(output) -> set:
+    """The Function classes that computed `output`."""
+    found, seen, pending = set(), set(), [output]
+    while pending:
+        tensor = pending.pop()
+        function = tensor.creator
+        if function is None or id(function) in seen:
+            continue
+        seen.add(id(function))
+        found.add(type(function))
+        pending.extend(t for t in function.inputs if t is not None)
+    return found
+
+
+def kernels_of(entry, dtype, device=backend.CPU) -> set:
+    inputs = entry.inputs(np.random.default_rng(0), dtype=dtype, device=device)
     with kernels.tier("fast"):
         return kernels_in_graph(entry.function(*inputs))
 
 
-ENTRIES_WITH_KERNELS = [entry for entry in OP_TABLE if any(kernels_of(entry, dtype) for dtype in DTYPES)]
+def textbook_ops_of(entry) -> set:
+    inputs = entry.inputs(np.random.default_rng(0), dtype=np.float64)
+    with kernels.tier("textbook"):
+        return ops_in_graph(entry.function(*inputs))
 
 
-def run(entry, sizes, seed: int, dtype, tier: str, path: str) -> list:
+ENTRIES_WITH_KERNELS = [entry for entry in OP_TABLE if textbook_ops_of(entry) & set(sv.autograd.KERNELS)]
+BACKEND_OF = {"cpu": "numpy", "cuda": "cupy"}
+
+
+def run(entry, sizes, seed: int, dtype, tier: str, path: str, device=backend.CPU) -> list:
     """[output, gradient of every differentiable input] of one op-table entry, as NumPy arrays."""
-    inputs = entry.inputs(np.random.default_rng(seed), sizes, dtype)
+    inputs = entry.inputs(np.random.default_rng(seed), sizes, dtype, device=device)
     with kernels.tier(tier), PATHS[path]():
         output = entry.function(*inputs)
         upstream = np.random.default_rng(seed + 1).standard_normal(output.shape).astype(dtype)
-        output.backward(upstream)
+        output.backward(backend.to_device(upstream, device))
     leaves = [value for value in inputs if isinstance(value, sv.Tensor) and value.requires_grad]
-    return [output.numpy()] + [leaf.grad for leaf in leaves]
+    return [output.numpy()] + [backend.to_numpy(leaf.grad) for leaf in leaves]
 
 
-def test_every_registered_kernel_runs_in_some_op_table_entry():
-    covered = {kernel for entry in OP_TABLE for dtype in DTYPES for kernel in kernels_of(entry, dtype)}
-    registered = {entry.kernel for entry in kernels.registered_kernels() if entry.backend == "numpy"}
+def test_every_registered_kernel_runs_in_some_op_table_entry(device):
+    covered = {kernel for entry in OP_TABLE for dtype in DTYPES for kernel in kernels_of(entry, dtype, device)}
+    registered = {
+        entry.kernel
+        for entry in kernels.registered_kernels()
+        if entry.backend == BACKEND_OF[device.kind] and isinstance(entry.op, type)  # ops, not update rules
+    }
     assert registered and registered <= covered, (
         f"kernels no entry runs: {sorted(k.__name__ for k in registered - covered)}"
     )
@@ -71,13 +98,13 @@ def test_every_registered_kernel_runs_in_some_op_table_entry():
 
 @pytest.mark.parametrize("entry", ENTRIES_WITH_KERNELS, ids=[entry.name for entry in ENTRIES_WITH_KERNELS])
 @given(data=st.data())
-def test_kernel_equals_textbook_forward_and_backward(entry, data):
+def test_kernel_equals_textbook_forward_and_backward(entry, data, device):
     sizes = data.draw(sizes_for(entry), label="sizes")
     seed = data.draw(seeds, label="seed")
     dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
     path = data.draw(st.sampled_from(sorted(PATHS)), label="path")
-    expected = run(entry, sizes, seed, dtype, "textbook", "one part")
-    got = run(entry, sizes, seed, dtype, "fast", path)
+    expected = run(entry, sizes, seed, dtype, "textbook", "one part", device)
+    got = run(entry, sizes, seed, dtype, "fast", path, device)
     rtol, atol = TOLERANCES[dtype]
     for position, (fast, textbook) in enumerate(zip(got, expected, strict=True)):
         what = "forward" if position == 0 else f"gradient of input {position - 1}"
