@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy
 
@@ -218,9 +219,7 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return call_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        import cupy
-
-        module = cupy
+        module = sys.modules[__package__]  # this stand-in, whatever name it was imported under
         for part in func.__module__.split(".")[1:]:
             module = getattr(module, part, None)
         implementation = getattr(module, func.__name__, None)
