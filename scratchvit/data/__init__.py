@@ -9,7 +9,7 @@
 
 from ..io.download import ChecksumError, download, sha256_of
 from . import transforms
-from .base import ArrayDataset, DatasetError
+from .base import ArrayDataset, DatasetError, to_float_images
 from .cifar import load_cifar10, load_cifar100, safe_unpickle
 from .datasets import DATASET_NAMES, load_dataset
 from .digits import load_digits
@@ -37,5 +37,6 @@ __all__ = [
     "safe_unpickle",
     "sha256_of",
     "stratified_split",
+    "to_float_images",
     "transforms",
 ]

@@ -25,6 +25,7 @@ from .. import backend, nn
 from .. import ops as F
 from ..autograd import Tensor
 from ..backend import DEFAULT_DTYPE
+from .arguments import check_non_negative_ints, check_positive_ints, check_positive_numbers
 from .pos_embed import sincos_2d
 from .registry import register_alias, register_model
 
@@ -56,6 +57,16 @@ class MaskedAutoencoderViT(nn.Module):
         norm_pix_loss: bool = False,
     ):
         super().__init__()
+        check_positive_ints(
+            "MaskedAutoencoderViT",
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            num_heads=num_heads,
+            decoder_embed_dim=decoder_embed_dim,
+            decoder_num_heads=decoder_num_heads,
+        )
+        check_non_negative_ints("MaskedAutoencoderViT", depth=depth, decoder_depth=decoder_depth)
+        check_positive_numbers("MaskedAutoencoderViT", mlp_ratio=mlp_ratio)
         # ---- encoder (Sec. 3 "MAE encoder": a ViT applied only on visible, unmasked patches)
         self.patch_embed = nn.PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         num_patches = self.patch_embed.num_patches
@@ -144,6 +155,7 @@ class MaskedAutoencoderViT(nn.Module):
             if noise.shape != (batch, length):
                 raise ValueError(f"noise must have shape (B, L) = ({batch}, {length}), got {tuple(noise.shape)}")
 
+        # BEGIN SOLUTION 5.2 MaskedAutoencoderViT.random_masking
         # ids_shuffle[b, j] = original index of the token at shuffled position j. Ascending noise:
         # the len_keep tokens with the smallest noise come first, and are the ones kept.
         ids_shuffle = xp.argsort(noise, axis=1)
@@ -158,6 +170,7 @@ class MaskedAutoencoderViT(nn.Module):
         # the binary mask in the original order, 0 = kept, 1 = removed: original token i is kept
         # exactly when its shuffled position ids_restore[b, i] is among the first len_keep
         mask = (ids_restore >= len_keep).astype(x.dtype)
+        # END SOLUTION 5.2
         return x_masked, Tensor(mask), Tensor(ids_restore)
 
     # ---- encoder, decoder, loss ---------------------------------------------------------------
@@ -218,9 +231,11 @@ class MaskedAutoencoderViT(nn.Module):
         the mean squared error per patch, averaged over the removed patches only (Sec. 3); nan when
         nothing is removed (mask_ratio 0), as in the official code."""
         target = self.reconstruction_target(imgs)
+        # BEGIN SOLUTION 5.2 MaskedAutoencoderViT.forward_loss
         loss = F.mse_loss(pred, target, reduction="none").mean(axis=-1)  # (B, L), mean loss per patch
         mask = mask if isinstance(mask, Tensor) else Tensor(mask)
         return (loss * mask).sum() / mask.sum()  # mean loss on removed patches
+        # END SOLUTION 5.2
 
     def forward(self, imgs, mask_ratio: float = 0.75, noise=None):
         """imgs: (B, C, H, W) -> (loss: scalar, pred: (B, L, P*P*C), mask: (B, L), 1 = removed).

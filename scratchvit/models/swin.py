@@ -29,6 +29,7 @@ from .. import ops as F
 from ..autograd import Tensor
 from ..backend import DEFAULT_DTYPE
 from ..ops.vision import size_pair
+from .arguments import check_non_negative_ints, check_positive_ints, check_positive_numbers
 from .registry import register_model
 
 # Added to the attention scores of token pairs that the cyclic shift put into one window from
@@ -66,10 +67,12 @@ def relative_position_index(window_h: int, window_w: int) -> np.ndarray:
     (dy, dx) = position_i - position_j lies in [-(Mh-1), Mh-1] x [-(Mw-1), Mw-1]; shifted to start
     at 0, it addresses the ((2Mh-1) * (2Mw-1), heads) table row-major: (dy + Mh-1) * (2Mw-1) + dx + Mw-1.
     """
+    # BEGIN SOLUTION 5.3 relative_position_index
     rows, columns = np.divmod(np.arange(window_h * window_w), window_w)
     offset_y = rows[:, None] - rows[None, :] + (window_h - 1)  # [i, j]: query i minus key j
     offset_x = columns[:, None] - columns[None, :] + (window_w - 1)
     return (offset_y * (2 * window_w - 1) + offset_x).astype(np.int64)
+    # END SOLUTION 5.3
 
 
 def shifted_window_regions(resolution: tuple, window_size: tuple, shift_size: tuple) -> np.ndarray:
@@ -81,6 +84,7 @@ def shifted_window_regions(resolution: tuple, window_size: tuple, shift_size: tu
     [L - s, L) came round from the start of the map. A position's label is 3 * (row region) +
     (column region); two tokens of a window may attend to each other only if their labels are equal.
     """
+    # BEGIN SOLUTION 5.3 shifted_window_regions
     height, width = resolution
     window_h, window_w = window_size
 
@@ -92,6 +96,7 @@ def shifted_window_regions(resolution: tuple, window_size: tuple, shift_size: tu
         return (positions >= length - window).astype(np.int64) + (positions >= length - shift)
 
     return regions(height, window_h, shift_size[0])[:, None] * 3 + regions(width, window_w, shift_size[1])[None, :]
+    # END SOLUTION 5.3
 
 
 def shifted_window_mask(resolution: tuple, window_size: tuple, shift_size: tuple) -> np.ndarray:
@@ -102,12 +107,14 @@ def shifted_window_mask(resolution: tuple, window_size: tuple, shift_size: tuple
     """
     height, width = resolution
     window_h, window_w = window_size
+    # BEGIN SOLUTION 5.3 shifted_window_mask
     labels = shifted_window_regions(resolution, window_size, shift_size)
     # (H, W) -> (H/Mh, Mh, W/Mw, Mw) -> (H/Mh, W/Mw, Mh, Mw) -> (nW, N): window_partition's order
     windows = labels.reshape(height // window_h, window_h, width // window_w, window_w).transpose(0, 2, 1, 3)
     windows = windows.reshape(-1, window_h * window_w)
     different = windows[:, :, None] != windows[:, None, :]  # [w, i, j]: query i, key j of window w
     return np.where(different, SHIFT_MASK_VALUE, 0.0).astype(DEFAULT_DTYPE)
+    # END SOLUTION 5.3
 
 
 class WindowAttention(nn.Module):
@@ -142,8 +149,10 @@ class WindowAttention(nn.Module):
 
     def relative_position_bias(self):
         """The bias B of Eq. 4: (heads, N, N), [h, i, j] for query i and key j in head h."""
+        # BEGIN SOLUTION 5.3 WindowAttention.relative_position_bias
         bias = self.relative_position_bias_table[self.relative_position_index]  # (N, N, heads)
         return bias.permute(2, 0, 1)
+        # END SOLUTION 5.3
 
     def forward(self, x, mask=None):
         """x: (B * nW, N, C) windows of N = Mh * Mw tokens -> (B * nW, N, C).
@@ -395,7 +404,15 @@ class SwinTransformer(nn.Module):
         drop_path_rate: float = 0.1,
     ):
         super().__init__()
+        for name, per_stage in (("depths", depths), ("num_heads", num_heads)):
+            if not isinstance(per_stage, (tuple, list)):
+                raise ValueError(f"SwinTransformer: {name} must be a sequence, one per stage, got {per_stage!r}")
         depths, num_heads = tuple(depths), tuple(num_heads)
+        check_positive_ints("SwinTransformer", in_chans=in_chans, embed_dim=embed_dim)
+        check_positive_ints("SwinTransformer", **{f"num_heads[{i}]": heads for i, heads in enumerate(num_heads)})
+        check_non_negative_ints("SwinTransformer", num_classes=num_classes)
+        check_non_negative_ints("SwinTransformer", **{f"depths[{i}]": depth for i, depth in enumerate(depths)})
+        check_positive_numbers("SwinTransformer", mlp_ratio=mlp_ratio)
         if len(num_heads) != len(depths):
             raise ValueError(
                 f"num_heads needs one entry per stage: depths {depths} has {len(depths)} stages, "

@@ -18,6 +18,7 @@ import numpy as np
 from .. import nn
 from .. import ops as F
 from ..backend import DEFAULT_DTYPE
+from .arguments import check_non_negative_ints, check_positive_ints, check_positive_numbers
 from .pos_embed import resample_abs_pos_embed
 from .registry import register_model
 
@@ -78,12 +79,11 @@ class VisionTransformer(nn.Module):
             raise ValueError("global_pool 'token' needs class_token=True (there is no class token to pool)")
         if pos_embed not in ("", "none", "learn"):
             raise ValueError(f"pos_embed must be 'learn' or 'none', got {pos_embed!r}")
-        if num_heads < 1 or embed_dim % num_heads:
+        check_positive_ints("VisionTransformer", in_chans=in_chans, embed_dim=embed_dim, num_heads=num_heads)
+        check_non_negative_ints("VisionTransformer", depth=depth, num_classes=num_classes)
+        check_positive_numbers("VisionTransformer", mlp_ratio=mlp_ratio)
+        if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 for no head), got {num_classes}")
-        if depth < 0:
-            raise ValueError(f"depth must be >= 0, got {depth}")
         use_fc_norm = global_pool in ("avg", "max", "avgmax") if fc_norm is None else fc_norm
 
         self.num_classes, self.in_chans, self.global_pool = num_classes, in_chans, global_pool
@@ -144,6 +144,7 @@ class VisionTransformer(nn.Module):
     def _pos_embed(self, tokens, grid_size):
         """tokens: (B, N, D) patch tokens of an h x w grid -> (B, prefix + N, D) with the class
         token prepended and the position embedding added (ViT Eq. 1)."""
+        # BEGIN SOLUTION 5.1 VisionTransformer._pos_embed
         batch = tokens.shape[0]
         prefix = [] if self.cls_token is None else [self.cls_token.expand(batch, 1, self.embed_dim)]
         if self.pos_embed is None:
@@ -167,6 +168,7 @@ class VisionTransformer(nn.Module):
                 tokens = F.concatenate(prefix + [tokens], axis=1)
             tokens = tokens + pos_embed
         return self.pos_drop(tokens)
+        # END SOLUTION 5.1
 
     def no_weight_decay(self) -> set:
         """Parameters the optimizer must not decay (timm's rule): the position embedding and class token."""
@@ -183,6 +185,7 @@ class VisionTransformer(nn.Module):
 
     def pool(self, tokens):
         """tokens: (B, prefix + N, D) -> (B, D) by global_pool ('' keeps (B, prefix + N, D))"""
+        # BEGIN SOLUTION 5.1 VisionTransformer.pool
         if self.global_pool == "token":
             return tokens[:, 0]  # the class token (ViT Eq. 4)
         if self.global_pool == "":
@@ -193,6 +196,7 @@ class VisionTransformer(nn.Module):
         if self.global_pool == "max":
             return patches.max(axis=1)
         return 0.5 * (patches.max(axis=1) + patches.mean(axis=1))  # 'avgmax'
+        # END SOLUTION 5.1
 
     def forward_head(self, tokens, pre_logits: bool = False):
         """tokens: (B, prefix + N, D) -> logits (B, num_classes), or the pooled (B, D) if pre_logits"""

@@ -238,6 +238,11 @@ class PatchEmbed(Module):
         """images: (B, C, H, W) -> (B, N, D) if flatten else (B, H/P, W/P, D)"""
         if images.ndim != 4:
             raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+        if images.dtype.kind != "f":
+            raise TypeError(
+                f"images must be floating point, got dtype {images.dtype}: convert pixels first, e.g. "
+                "scratchvit.data.to_float_images(pixels, maximum=255) for float32 in [0, 1]"
+            )
         batch, channels, height, width = images.shape
         if channels != self.in_chans:
             raise ValueError(f"images have {channels} channels but the model expects in_chans={self.in_chans}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import scratchvit as sv
 from scratchvit.app import cli
 from scratchvit.data import ArrayDataset, DataLoader
 
@@ -158,3 +159,32 @@ def test_images_of_an_integer_or_object_dtype_are_refused_naming_the_argument(dt
 def test_float64_images_are_converted_to_float32_as_documented():
     images, _ = next(iter(DataLoader(_Images(np.float64), 2)))
     assert images.dtype == np.float32 and float(images.data[0, 0, 0, 0]) == 200.0
+
+
+# ---- model keywords and images, where they enter the model --------------------------------------
+@pytest.mark.parametrize(
+    ("name", "keywords", "message"),
+    [
+        ("vit_tiny_patch16_224", {"embed_dim": 0}, "VisionTransformer: embed_dim must be a positive int, got 0"),
+        ("vit_tiny_patch16_224", {"mlp_ratio": 0.0}, "VisionTransformer: mlp_ratio must be a finite number > 0"),
+        ("mae_vit_base_patch16", {"num_heads": 0}, "MaskedAutoencoderViT: num_heads must be a positive int, got 0"),
+        ("mae_vit_base_patch16", {"decoder_depth": -1}, "MaskedAutoencoderViT: decoder_depth must be an int >= 0"),
+        ("swin_tiny_patch4_window7_224", {"embed_dim": 0}, "SwinTransformer: embed_dim must be a positive int"),
+        ("swin_tiny_patch4_window7_224", {"num_heads": 3}, "SwinTransformer: num_heads must be a sequence"),
+        (
+            "swin_tiny_patch4_window7_224",
+            {"depths": (2, -1, 2, 2)},
+            r"SwinTransformer: depths\[1\] must be an int >= 0",
+        ),
+    ],
+)
+def test_bad_model_keywords_are_refused_naming_them(name, keywords, message):
+    with pytest.raises(ValueError, match=message):
+        sv.create_model(name, img_size=32, **keywords)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, object])
+def test_integer_or_object_images_are_refused_where_they_enter_the_model(dtype):
+    model = sv.create_model("vit_tiny_patch16_224", img_size=16, patch_size=8, depth=1)
+    with pytest.raises(TypeError, match=rf"images must be floating point, got dtype {np.dtype(dtype)}"):
+        model(np.zeros((1, 3, 16, 16), dtype))
