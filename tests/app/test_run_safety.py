@@ -22,8 +22,19 @@ def mnist(tmp_path_factory):
 
 
 def train_argv(mnist, out, *extra) -> list:
-    return ["train", "--model", "vit_tiny_patch16_224", *data(mnist), *TINY, "--batch-size", 16, "--out", out,
-            "--no-progress", *extra]  # fmt: skip
+    return [
+        "train",
+        "--model",
+        "vit_tiny_patch16_224",
+        *data(mnist),
+        *TINY,
+        "--batch-size",
+        16,
+        "--out",
+        out,
+        "--no-progress",
+        *extra,
+    ]
 
 
 def snapshot(folder) -> dict:
@@ -64,11 +75,17 @@ def test_a_resume_that_changes_the_configuration_is_refused_naming_each_change(m
     before = snapshot(tmp_path)
     argv = [*train_argv(mnist, tmp_path), "--resume", checkpoint]
     argv[argv.index("--batch-size") + 1] = 8
-    fails_with([*argv, "--epochs", 3, "--lr", "3e-3", "--schedule", "onecycle", "--seed", 1], capsys,
-               "batch_size 16 -> 8; epochs 2 -> 3; lr 0.001 -> 0.003; schedule 'cosine' -> 'onecycle'; seed 0 -> 1",
-               "--allow-config-change")  # fmt: skip
-    fails_with([*train_argv(mnist, tmp_path), "--resume", checkpoint, "--epochs", 1], capsys,
-               f"--epochs 1 is below the 2 epochs {checkpoint} has trained already")  # fmt: skip
+    fails_with(
+        [*argv, "--epochs", 3, "--lr", "3e-3", "--schedule", "onecycle", "--seed", 1],
+        capsys,
+        "batch_size 16 -> 8; epochs 2 -> 3; lr 0.001 -> 0.003; schedule 'cosine' -> 'onecycle'; seed 0 -> 1",
+        "--allow-config-change",
+    )
+    fails_with(
+        [*train_argv(mnist, tmp_path), "--resume", checkpoint, "--epochs", 1],
+        capsys,
+        f"--epochs 1 is below the 2 epochs {checkpoint} has trained already",
+    )
     assert snapshot(tmp_path) == before
     code, out, _ = run([*train_argv(mnist, tmp_path), "--resume", checkpoint, "--epochs", 2], capsys)
     assert code == 0 and "the run finished all 2 epochs already; nothing to train" in out

@@ -103,8 +103,9 @@ def test_eval_of_pretrained_weights_builds_the_model_at_the_data_sets_size_or_sa
     weights = out.parent / "weights.npz"
     weights.write_bytes(b"not read: the model cannot take 8x8 images")
     before = snapshot(out)
-    code = cli.main(["eval", "--model", "vit_base_patch16_224", "--pretrained", str(weights), "--data", "digits",
-                     "--out", str(out)])  # fmt: skip
+    code = cli.main(
+        ["eval", "--model", "vit_base_patch16_224", "--pretrained", str(weights), "--data", "digits", "--out", str(out)]
+    )
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and captured.out == ""

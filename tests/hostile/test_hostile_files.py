@@ -251,11 +251,21 @@ PROCESS_CASES = [
     for case in CASES
     if case.name
     in (
-        "fifo", "folder", "zero_device", "pth_os_system", "pth_stride0_view", "pth_zip_bomb", "npz_object_array",
-        "npz_member_not_npy_data", "st_overlap", "st_shape_2_64", "ckpt_pretrained_path", "ckpt_embed_dim_1e7",
+        "fifo",
+        "folder",
+        "zero_device",
+        "pth_os_system",
+        "pth_stride0_view",
+        "pth_zip_bomb",
+        "npz_object_array",
+        "npz_member_not_npy_data",
+        "st_overlap",
+        "st_shape_2_64",
+        "ckpt_pretrained_path",
+        "ckpt_embed_dim_1e7",
         "ckpt_deep_metadata",
     )
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")

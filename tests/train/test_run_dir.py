@@ -42,8 +42,15 @@ def test_non_finite_weights_are_never_saved_over_the_last_finite_checkpoint(tmp_
     model, train, _, optimizer, schedule = setup(epochs=3)
     steps = len(train)
     with pytest.raises(NonFiniteLossError) as caught:
-        fit(model, train, optimizer, epochs=3, loss_fn=poison_gradients_at(2 * steps - 1), checkpoint=path,
-            progress=False)  # fmt: skip
+        fit(
+            model,
+            train,
+            optimizer,
+            epochs=3,
+            loss_fn=poison_gradients_at(2 * steps - 1),
+            checkpoint=path,
+            progress=False,
+        )
     message = str(caught.value)
     assert f"after step {2 * steps} (end of epoch 1)" in message and "model.head.weight" in message
     assert message.endswith(f"the last good checkpoint is {path} (epoch 0)")
@@ -104,8 +111,17 @@ def test_on_resume_the_metrics_are_cut_back_to_the_checkpoints_epoch(tmp_path):
         file.write(json.dumps({"kind": "epoch", "epoch": 2, "step": 18}) + "\n")
         file.write('{"kind": "step", "epo')
     model, train, _, optimizer, schedule = setup(epochs=3)
-    fit(model, train, optimizer, epochs=3, schedule=schedule, checkpoint=path, metrics=metrics, resume=path,
-        progress=False)  # fmt: skip
+    fit(
+        model,
+        train,
+        optimizer,
+        epochs=3,
+        schedule=schedule,
+        checkpoint=path,
+        metrics=metrics,
+        resume=path,
+        progress=False,
+    )
     assert epochs_logged(metrics) == [0, 1, 2]
     assert all(json.loads(line) for line in metrics.read_text().splitlines())  # no damaged line left
     assert truncate_metrics(metrics, 2) == 0  # nothing more to cut
@@ -120,8 +136,17 @@ def test_a_non_finite_eval_loss_is_written_as_null_and_the_run_goes_on(tmp_path)
 
     path, metrics = tmp_path / "checkpoint.npz", tmp_path / "metrics.jsonl"
     model, train, test, optimizer, _ = setup()
-    history = fit(model, train, optimizer, epochs=2, eval_loader=test, loss_fn=infinite_in_eval, checkpoint=path,
-                  metrics=metrics, progress=False)  # fmt: skip
+    history = fit(
+        model,
+        train,
+        optimizer,
+        epochs=2,
+        eval_loader=test,
+        loss_fn=infinite_in_eval,
+        checkpoint=path,
+        metrics=metrics,
+        progress=False,
+    )
     assert [record["eval_loss"] for record in history] == [None, None]
     assert read_checkpoint(path).extra["history"][1]["eval_loss"] is None
     for line in metrics.read_text().splitlines():
@@ -158,8 +183,18 @@ def test_a_resume_must_match_the_recorded_configuration(tmp_path):
 
     def resume(epochs=2, **changes):
         model, train, _, optimizer, schedule = setup(epochs=2)
-        return fit(model, train, optimizer, epochs=epochs, schedule=schedule, checkpoint=path, resume=path,
-                   config={**config, **changes.pop("config", {})}, progress=False, **changes)  # fmt: skip
+        return fit(
+            model,
+            train,
+            optimizer,
+            epochs=epochs,
+            schedule=schedule,
+            checkpoint=path,
+            resume=path,
+            config={**config, **changes.pop("config", {})},
+            progress=False,
+            **changes,
+        )
 
     with pytest.raises(RunDirError, match=r"changes the run's configuration \(batch_size 32 -> 64; lr 0.05 -> 0.1\)"):
         resume(config={"lr": 0.1, "batch_size": 64})
