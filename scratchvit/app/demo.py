@@ -56,7 +56,7 @@ def run_demo(
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    guard_run_dir(out_dir, overwrite=overwrite)
+    guard_run_dir(out_dir, overwrite=overwrite, resumable=False)  # the demo has no --resume
     backend.manual_seed(seed)
     os.makedirs(out_dir, exist_ok=True)
     train_set, test_set = load_digits("train"), load_digits("test")

@@ -60,11 +60,12 @@ def _describe(path: Path) -> str:
     return f"{path.name} (epochs {epochs[0]}..{epochs[-1]})" if epochs else path.name
 
 
-def guard_run_dir(out_dir, *, resume=None, overwrite: bool = False) -> None:
+def guard_run_dir(out_dir, *, resume=None, overwrite: bool = False, resumable: bool = True) -> None:
     """Refuse `out_dir` when it holds another run (its checkpoint or metrics), naming what is there.
 
     A resume from a checkpoint in `out_dir` goes on with that run; overwrite=True deletes the other
-    run's files. Raises RunDirError otherwise. Nothing is written unless overwrite deletes.
+    run's files. Raises RunDirError otherwise, suggesting --resume when the command takes one
+    (`resumable`). Nothing is written unless overwrite deletes.
     """
     out = Path(out_dir)
     present = run_files(out)
@@ -76,9 +77,10 @@ def guard_run_dir(out_dir, *, resume=None, overwrite: bool = False) -> None:
         for path in present:
             path.unlink()
         return
+    resume_hint = f"--resume {out / CHECKPOINT_NAME} to go on with it, " if resumable else ""
     raise RunDirError(
         f"--out {out} already holds another run ({', '.join(_describe(path) for path in present)}): give "
-        f"--resume {out / CHECKPOINT_NAME} to go on with it, --overwrite to replace it, or another --out"
+        f"{resume_hint}--overwrite to replace it, or another --out"
     )
 
 
