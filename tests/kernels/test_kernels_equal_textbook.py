@@ -28,21 +28,6 @@ PATHS = {
 }
 
 
-def kernels_in_graph(output) -> set:
-    """The kernel classes among the Functions that computed `output`."""
-    found, seen, pending = set(), set(), [output]
-    while pending:
-        tensor = pending.pop()
-        function = tensor.creator
-        if function is None or id(function) in seen:
-            continue
-        seen.add(id(function))
-        if hasattr(type(function), "textbook_op"):
-            found.add(type(function))
-        pending.extend(t for t in function.inputs if t is not None)
-    return found
-
-
 def ops_in_graph(output) -> set:
     """The Function classes that computed `output`."""
     found, seen, pending = set(), set(), [output]
@@ -55,6 +40,11 @@ def ops_in_graph(output) -> set:
         found.add(type(function))
         pending.extend(t for t in function.inputs if t is not None)
     return found
+
+
+def kernels_in_graph(output) -> set:
+    """The kernel classes among the Functions that computed `output`."""
+    return {op for op in ops_in_graph(output) if hasattr(op, "textbook_op")}
 
 
 def kernels_of(entry, dtype, device=backend.CPU) -> set:

@@ -1,7 +1,7 @@
 """Cross-entropy in fused CuPy kernels (textbook op: ops.loss.CrossEntropy).
 
 Logits z: (B, K), targets q: (B, K), per sample L = -sum_k q_k log p_k, log p = z - lse(z):
-    forward:   m = max(z)                              one reduction
+    forward:   m = max(z)                              one reduction (softmax's row_max)
                lse = m + log(sum(exp(z - m)))          one reduction, the maps before and after fused
                L = -sum(q (z - lse))                   one reduction, the map before it fused
                p = exp(z - lse)                        one elementwise kernel, kept for the backward
@@ -15,16 +15,13 @@ import functools
 from ... import backend
 from ...ops.loss import CrossEntropy
 from ..registry import register_kernel
+from . import softmax
 
 
 @functools.cache
 def fused_kernels():
     """The kernels of the forward and backward, compiled by cupy.fuse on first use."""
     cupy = backend.cupy_module("cupy")
-
-    @cupy.fuse(kernel_name="scratchvit_row_max")
-    def row_max(z):
-        return cupy.max(z, axis=1)
 
     @cupy.fuse(kernel_name="scratchvit_row_log_sum_exp")
     def row_log_sum_exp(z, shift, shift_row):
@@ -43,7 +40,7 @@ def fused_kernels():
         return (probs - q) * grad
 
     return dict(
-        row_max=row_max,
+        row_max=softmax.fused_kernels()["row_max"],
         row_log_sum_exp=row_log_sum_exp,
         row_cross_entropy=row_cross_entropy,
         probabilities=probabilities,
