@@ -15,7 +15,7 @@
 # which is `scratchvit.app.demo.run_demo`: the recipe is defined once, there.
 #
 # Run it as a script (`python demos/vit_digits.py`) or open it as a notebook with jupytext.
-# `SCRATCHVIT_QUICK=1` trains for 2 epochs instead of 30; `SCRATCHVIT_DEVICE=cuda` runs on a GPU.
+# `SCRATCHVIT_QUICK=1` trains for 2 epochs instead of 50; `SCRATCHVIT_DEVICE=cuda` runs on a GPU.
 
 # %%
 import os

@@ -55,6 +55,7 @@ def unbroadcast(grad, shape: tuple):
     A (3, 1) input broadcast to (2, 3, 4) in the forward pass received the same value in every
     position along the new axis 0 and the stretched axis 2, so its gradient is the sum over them.
     """
+    # BEGIN SOLUTION 0.2 unbroadcast
     if grad.shape == shape:
         return grad
     leading = grad.ndim - len(shape)
@@ -62,6 +63,7 @@ def unbroadcast(grad, shape: tuple):
         leading + i for i, size in enumerate(shape) if size == 1 and grad.shape[leading + i] != 1
     )
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
+    # END SOLUTION 0.2
 
 
 class _KernelTier:
@@ -438,6 +440,7 @@ def _accumulate(total, grad):
 
 def _topological_order(root: Tensor) -> list:
     """Tensors that need a gradient, each after all the tensors it was computed from."""
+    # BEGIN SOLUTION 0.1 _topological_order
     order, visited = [], set()
     stack = [(root, False)]
     while stack:
@@ -455,6 +458,7 @@ def _topological_order(root: Tensor) -> list:
                 if tensor_in is not None and tensor_in.requires_grad and id(tensor_in) not in visited:
                     stack.append((tensor_in, False))
     return order
+    # END SOLUTION 0.1
 
 
 def _is_array(value) -> bool:

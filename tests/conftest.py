@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 FAKE_CUPY = os.environ.get("SCRATCHVIT_FAKE_CUPY") == "1"
 if FAKE_CUPY:
@@ -29,6 +29,7 @@ if FAKE_CUPY:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_STAND_IN_PATH, os.environ.get("PYTHONPATH")]))
 
 from scratchvit import backend  # noqa: E402 (after the stand-in is on the path)
+from scratchvit.course.tasks import course_marker  # noqa: E402
 
 # `import strategies` from every test folder, whatever pytest's import mode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,6 +43,14 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("dev", max_examples=40, deadline=None, print_blob=True)
+# `scratchvit course` runs: a blanked task fails on the first example, and shrinking it teaches nothing
+settings.register_profile(
+    "course",
+    parent=settings.get_profile("ci"),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    report_multiple_bugs=False,
+    print_blob=False,
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 _NO_GPU = "CuPy with a CUDA GPU is not available (pip install 'scratchvit[cuda12]' on a GPU machine)"
@@ -86,11 +95,17 @@ def stand_in():
     return counters
 
 
-def pytest_collection_modifyitems(items) -> None:
+def pytest_collection_modifyitems(config, items) -> None:
     """Mark every test that runs on CUDA `cuda`: the device fixture's cuda case, and the tests of
-    the `gpu` and `stand_in` fixtures."""
+    the `gpu` and `stand_in` fixtures. And give every test its one course marker (a task's, e.g.
+    `task3_2`, or `capstone` or `framework`; scratchvit/course/tasks.py says which), so
+    `pytest -m task3_2` runs the tests of task 3.2."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_cuda = callspec is not None and callspec.params.get("device") == "cuda"
         if on_cuda or {"gpu", "stand_in"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.cuda)
+        entry = callspec.params.get("entry") if callspec is not None else None
+        path = item.path.relative_to(config.rootpath).as_posix()
+        name = getattr(item, "originalname", item.name)
+        item.add_marker(getattr(pytest.mark, course_marker(path, name, getattr(entry, "name", None))))

@@ -359,6 +359,25 @@ def cmd_gradcheck(args) -> int:
     return 1 if failures else 0
 
 
+def cmd_course(args) -> int:
+    """The course: export a student copy, grade one, or check that every task is sound."""
+    from pathlib import Path
+
+    from ..course import check, export, grade
+
+    if args.action == "export":
+        blanked = export.export(export.repository(), Path(args.out), module=args.module, solution=args.solution)
+        print(f"wrote {args.out}: {len(blanked)} task(s) blanked {' '.join(sorted(blanked))}".rstrip())
+        return 0
+    if args.action == "grade":
+        grades = grade.grade(Path(args.dir), Path(args.out) if args.out else None)
+        print(f"{grades['earned']} of {grades['points']} points; grades.json and grades.csv in {args.out or args.dir}")
+        return 0
+    result = check.run_check(export.repository(), workers=args.workers, keep=Path(args.keep) if args.keep else None)
+    print("\n".join(check.report_lines(result)))
+    return 0 if result.passed else 1
+
+
 def cmd_info(args) -> int:
     """Versions, the array backend and its BLAS, the devices."""
     print(f"scratchvit {_version()}  python {platform.python_version()}  numpy {np.__version__}")
@@ -374,7 +393,7 @@ def cmd_info(args) -> int:
     registrations = {}  # (op name, backend, kernel) -> its entries, one line per kernel
     for entry in kernels.registered_kernels():
         registrations.setdefault((entry.op_name, entry.backend, entry.kernel), []).append(entry)
-    op_width = max(len(op_name) for op_name, _, _ in registrations)
+    op_width = max((len(op_name) for op_name, _, _ in registrations), default=0)  # none in a course copy
     for (op_name, backend_name, kernel), entries in registrations.items():
         where = f"{backend_name} {'/'.join(entry.dtype.name for entry in entries)}"
         print(f"  {op_name:<{op_width}}  {where:<21}  {kernel.__name__}: {entries[0].summary}")
@@ -608,6 +627,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the ops as ops/ writes them (textbook, the default) or their fast kernels",
     )
     gradcheck.set_defaults(run=cmd_gradcheck)
+
+    course = _command(
+        commands,
+        "course",
+        "the course: export a student copy, grade one, check the tasks",
+        "export writes a student copy of the project's repository: the tasks of --module N and "
+        "of later modules blanked, earlier ones solved, the fast tier left out. grade runs each task's "
+        "tests in a copy and writes grades.json and grades.csv. check runs the soundness check.",
+        "scratchvit course export --module 3 --out /tmp/m3",
+    )
+    course.set_defaults(run=cmd_course, device=None, seed=0)
+    actions = course.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    course_export = actions.add_parser("export", help="write a student copy")
+    course_export.add_argument("--module", type=_int_at_least(0), default=None, help="module to blank (default all)")
+    course_export.add_argument("--solution", action="store_true", help="blank nothing: the teacher's copy")
+    course_export.add_argument("--out", required=True, metavar="DIR", help="a new folder for the copy")
+    course_grade = actions.add_parser("grade", help="grade a student copy")
+    course_grade.add_argument("dir", metavar="DIR", help="the student copy")
+    course_grade.add_argument("--out", default=None, metavar="DIR", help="for grades.json and grades.csv (default DIR)")
+    course_check = actions.add_parser("check", help="the soundness check of every task")
+    course_check.add_argument("--workers", type=_int_at_least(1), default=2, help="tasks checked at once (default 2)")
+    course_check.add_argument("--keep", default=None, metavar="DIR", help="keep the copies and their runs in DIR")
 
     convert = _command(
         commands,

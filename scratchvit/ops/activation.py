@@ -33,13 +33,17 @@ class GELUFn(Function):
     """
 
     def forward(self, x):
+        # BEGIN SOLUTION 3.3 GELUFn.forward
         self.x = x
         return x * normal_cdf(x)
+        # END SOLUTION 3.3
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.3 GELUFn.backward
         # dx = g * (Phi(x) + x phi(x))
         x = self.x
         return grad * (normal_cdf(x) + x * normal_pdf(x))
+        # END SOLUTION 3.3
 
 
 class ReLU(Function):
@@ -50,8 +54,10 @@ class ReLU(Function):
         return x * self.positive
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.3 ReLU.backward
         # dx = g where x > 0, else 0
         return grad * self.positive
+        # END SOLUTION 3.3
 
 
 class Softmax(Function):
@@ -63,15 +69,19 @@ class Softmax(Function):
     """
 
     def forward(self, x, axis):
+        # BEGIN SOLUTION 3.4 Softmax.forward
         self.axis = axis
         exps = xp_of(x).exp(x - x.max(axis=axis, keepdims=True))
         self.y = exps / exps.sum(axis=axis, keepdims=True)
         return self.y
+        # END SOLUTION 3.4
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.4 Softmax.backward
         # dx = y * (g - sum(g * y))
         y = self.y
         return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
+        # END SOLUTION 3.4
 
 
 class LogSoftmax(Function):
@@ -82,15 +92,19 @@ class LogSoftmax(Function):
     """
 
     def forward(self, x, axis):
+        # BEGIN SOLUTION 3.4 LogSoftmax.forward
         self.axis = axis
         xp = xp_of(x)
         shifted = x - x.max(axis=axis, keepdims=True)
         self.y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         return self.y
+        # END SOLUTION 3.4
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.4 LogSoftmax.backward
         # dx = g - softmax(x) * sum(g)
         return grad - xp_of(grad).exp(self.y) * grad.sum(axis=self.axis, keepdims=True)
+        # END SOLUTION 3.4
 
 
 def gelu(x) -> Tensor:

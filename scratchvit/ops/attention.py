@@ -18,12 +18,14 @@ from .random import keep_mask
 
 def attention_scores(q, k, bias, mask, scale: float):
     """S = q k^T * scale + bias + mask: (..., Nq, Nk)."""
+    # BEGIN SOLUTION 4.1 attention_scores
     scores = q @ k.swapaxes(-1, -2) * scale
     if bias is not None:
         scores = scores + bias
     if mask is not None:
         scores = scores + mask
     return scores
+    # END SOLUTION 4.1
 
 
 class AttentionFunction(Function):
@@ -43,15 +45,18 @@ class AttentionFunction(Function):
 
     def attend(self, q, k, v, bias, mask, scale: float, dropout_mask):
         """O for q, k, v; keeps what attend_backward needs."""
+        # BEGIN SOLUTION 4.1 AttentionFunction.attend
         scores = attention_scores(q, k, bias, mask, scale)
         exps = xp_of(scores).exp(scores - scores.max(axis=-1, keepdims=True))
         weights = exps / exps.sum(axis=-1, keepdims=True)
         self.q, self.k, self.v, self.weights = q, k, v, weights
         self.scale, self.dropout_mask = scale, dropout_mask
         return (weights if dropout_mask is None else weights * dropout_mask) @ v
+        # END SOLUTION 4.1
 
     def attend_backward(self, grad):
         """(dq, dk, dv, dS) of the broadcast shapes, from g = dL/dO."""
+        # BEGIN SOLUTION 4.1 AttentionFunction.attend_backward
         weights, dropout_mask = self.weights, self.dropout_mask
         kept = weights if dropout_mask is None else weights * dropout_mask
         grad_v = kept.swapaxes(-1, -2) @ grad  # dv = (A D)^T g
@@ -62,6 +67,7 @@ class AttentionFunction(Function):
         grad_q = grad_scores @ self.k * self.scale  # dq = dS k * scale
         grad_k = grad_scores.swapaxes(-1, -2) @ self.q * self.scale  # dk = dS^T q * scale
         return grad_q, grad_k, grad_v, grad_scores
+        # END SOLUTION 4.1
 
 
 class ScaledDotProductAttention(AttentionFunction):
@@ -74,10 +80,12 @@ class ScaledDotProductAttention(AttentionFunction):
         return self.attend(q, k, v, bias, mask, scale, dropout_mask)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 4.1 ScaledDotProductAttention.backward
         # dq, dk, dv, d bias from attend_backward, each summed to its input's shape
         grad_q, grad_k, grad_v, grad_scores = self.attend_backward(grad)
         grads = (grad_q, grad_k, grad_v, None if self.shapes[3] is None else grad_scores)
         return tuple(None if g is None else unbroadcast(g, shape) for g, shape in zip(grads, self.shapes, strict=True))
+        # END SOLUTION 4.1
 
 
 class MultiHeadSelfAttention(AttentionFunction):
@@ -91,6 +99,7 @@ class MultiHeadSelfAttention(AttentionFunction):
 
     def forward(self, qkv, bias, num_heads, mask, scale, dropout_mask):
         """qkv: (B, N, 3C) laid out (3, heads, head_dim) per token -> (B, N, C), heads concatenated"""
+        # BEGIN SOLUTION 4.2 MultiHeadSelfAttention.forward
         batch, tokens, width = qkv.shape
         groups = 1 if mask is None else mask.shape[0]
         self.shape = (batch // groups, groups, tokens, 3, num_heads, width // (3 * num_heads))
@@ -102,8 +111,10 @@ class MultiHeadSelfAttention(AttentionFunction):
         self.bias_shape = None if bias is None else bias.shape
         output = self.attend(q, k, v, bias, mask, scale, dropout_mask)
         return output.transpose(0, 1, 3, 2, 4).reshape(batch, tokens, width // 3)
+        # END SOLUTION 4.2
 
     def backward(self, grad):
+        # BEGIN SOLUTION 4.2 MultiHeadSelfAttention.backward
         # dq, dk, dv from attend_backward, written into their thirds of d(qkv); d bias summed to its shape
         outer, groups, tokens, _, num_heads, head_dim = self.shape
         grad = grad.reshape(outer, groups, tokens, num_heads, head_dim).transpose(0, 1, 3, 2, 4)
@@ -113,6 +124,7 @@ class MultiHeadSelfAttention(AttentionFunction):
             grad_qkv[:, :, :, part] = grads[part].transpose(0, 1, 3, 2, 4)
         grad_bias = None if self.bias_shape is None else unbroadcast(grad_scores, self.bias_shape)
         return grad_qkv.reshape(outer * groups, tokens, -1), grad_bias
+        # END SOLUTION 4.2
 
 
 def scaled_dot_product_attention(

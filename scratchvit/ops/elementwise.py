@@ -22,8 +22,10 @@ class Add(Function):
         return a + b
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.1 Add.backward
         # da = g, db = g
         return unbroadcast(grad, self.a_shape), unbroadcast(grad, self.b_shape)
+        # END SOLUTION 1.1
 
 
 class Sub(Function):
@@ -34,8 +36,10 @@ class Sub(Function):
         return a - b
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.1 Sub.backward
         # da = g, db = -g
         return unbroadcast(grad, self.a_shape), unbroadcast(-grad, self.b_shape)
+        # END SOLUTION 1.1
 
 
 class Mul(Function):
@@ -46,8 +50,10 @@ class Mul(Function):
         return a * b
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.2 Mul.backward
         # da = g * b, db = g * a
         return unbroadcast(grad * self.b, self.a.shape), unbroadcast(grad * self.a, self.b.shape)
+        # END SOLUTION 1.2
 
 
 class Div(Function):
@@ -63,9 +69,11 @@ class Div(Function):
         return self.out
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.2 Div.backward
         # da = g / b, db = -g * a / b^2 = -g * out / b
         grad_a = grad / self.b
         return unbroadcast(grad_a, self.a_shape), unbroadcast(-grad_a * self.out, self.b.shape)
+        # END SOLUTION 1.2
 
 
 class PowConstant(Function):
@@ -79,8 +87,10 @@ class PowConstant(Function):
         return x**exponent
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.3 PowConstant.backward
         # dx = g * p * x^(p-1)
         return grad * (self.exponent * self.x ** (self.exponent - 1))
+        # END SOLUTION 1.3
 
 
 class Pow(Function):
@@ -97,11 +107,13 @@ class Pow(Function):
         return self.out
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.3 Pow.backward
         # da = g * b * a^(b-1), db = g * a^b * log(a)   (db defined for a > 0)
         xp = xp_of(self.out)
         grad_a = grad * self.b * self.a ** (self.b - 1)
         grad_b = grad * self.out * xp.log(xp.where(self.a > 0, self.a, 1))
         return unbroadcast(grad_a, self.a.shape), unbroadcast(grad_b, self.b.shape)
+        # END SOLUTION 1.3
 
 
 class Neg(Function):
@@ -111,8 +123,10 @@ class Neg(Function):
         return -x
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.1 Neg.backward
         # dx = -g
         return -grad
+        # END SOLUTION 1.1
 
 
 class Exp(Function):
@@ -123,8 +137,10 @@ class Exp(Function):
         return self.out
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.4 Exp.backward
         # dx = g * exp(x)
         return grad * self.out
+        # END SOLUTION 1.4
 
 
 class Log(Function):
@@ -135,8 +151,10 @@ class Log(Function):
         return xp_of(x).log(x)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.4 Log.backward
         # dx = g / x
         return grad / self.x
+        # END SOLUTION 1.4
 
 
 class Sqrt(Function):
@@ -147,8 +165,10 @@ class Sqrt(Function):
         return self.out
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.4 Sqrt.backward
         # dx = g / (2 sqrt(x))
         return grad / (2 * self.out)
+        # END SOLUTION 1.4
 
 
 class Tanh(Function):
@@ -159,8 +179,10 @@ class Tanh(Function):
         return self.out
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.4 Tanh.backward
         # dx = g * (1 - tanh(x)^2)
         return grad * (1 - self.out * self.out)
+        # END SOLUTION 1.4
 
 
 class Abs(Function):
@@ -171,8 +193,10 @@ class Abs(Function):
         return xp_of(x).abs(x)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.4 Abs.backward
         # dx = g * sign(x)   (0 at x = 0)
         return grad * xp_of(self.x).sign(self.x)
+        # END SOLUTION 1.4
 
 
 class Maximum(Function):
@@ -188,9 +212,11 @@ class Maximum(Function):
         return xp_of(a).maximum(a, b)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.5 Maximum.backward
         # the larger input takes the gradient; on a tie each takes half (as PyTorch does)
         a_wins = (self.a > self.b).astype(grad.dtype) + 0.5 * (self.a == self.b).astype(grad.dtype)
         return unbroadcast(grad * a_wins, self.a.shape), unbroadcast(grad * (1 - a_wins), self.b.shape)
+        # END SOLUTION 1.5
 
 
 class Where(Function):
@@ -206,12 +232,14 @@ class Where(Function):
         return xp_of(a).where(condition, a, b)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.5 Where.backward
         # da = g where condition, db = g elsewhere
         zero = grad.dtype.type(0)
         xp = xp_of(grad)
         grad_a = xp.where(self.condition, grad, zero)
         grad_b = xp.where(self.condition, zero, grad)
         return unbroadcast(grad_a, self.a_shape), unbroadcast(grad_b, self.b_shape)
+        # END SOLUTION 1.5
 
 
 class Cast(Function):
@@ -223,8 +251,10 @@ class Cast(Function):
         return x.astype(dtype)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.5 Cast.backward
         # dx = g, cast back to the input's dtype
         return grad.astype(self.input_dtype)
+        # END SOLUTION 1.5
 
 
 def add(a, b) -> Tensor:

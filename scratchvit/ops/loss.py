@@ -25,6 +25,7 @@ class CrossEntropy(Function):
 
     def forward(self, logits, target_probs, reduction):
         """logits: (B, K), target_probs: (B, K) rows summing to 1 -> (B,) or a scalar"""
+        # BEGIN SOLUTION 3.5 CrossEntropy.forward
         xp = xp_of(logits)
         shifted = logits - logits.max(axis=-1, keepdims=True)
         log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
@@ -34,14 +35,17 @@ class CrossEntropy(Function):
         if reduction == "none":
             return per_sample
         return per_sample.mean() if reduction == "mean" else per_sample.sum()
+        # END SOLUTION 3.5
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.5 CrossEntropy.backward
         # d logits = (softmax(logits) - q) * g   (/ B for the mean)
         if self.reduction == "none":
             grad = grad[:, None]  # (B,) -> (B, 1): one upstream gradient per sample's row
         elif self.reduction == "mean":
             grad = grad / len(self.probs)
         return (self.probs - self.target_probs) * grad
+        # END SOLUTION 3.5
 
 
 class MSELoss(Function):
@@ -63,11 +67,13 @@ class MSELoss(Function):
         return squared.mean() if reduction == "mean" else squared.sum()
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.5 MSELoss.backward
         # d prediction = 2 (prediction - target) * g (/ n for the mean), d target = its negative
         if self.reduction == "mean":
             grad = grad / self.difference.size
         grad_prediction = self.difference * 2 * grad
         return grad_prediction, -grad_prediction
+        # END SOLUTION 3.5
 
 
 def _check_reduction(reduction: str) -> None:

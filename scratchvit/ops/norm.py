@@ -21,6 +21,7 @@ class LayerNormFn(Function):
     """
 
     def forward(self, x, weight, bias, eps):
+        # BEGIN SOLUTION 3.2 LayerNormFn.forward
         mean = x.mean(axis=-1, keepdims=True)
         centred = x - mean
         variance = (centred * centred).mean(axis=-1, keepdims=True)
@@ -29,8 +30,10 @@ class LayerNormFn(Function):
         self.weight, self.has_bias = weight, bias is not None
         out = self.x_hat if weight is None else self.x_hat * weight
         return out if bias is None else out + bias
+        # END SOLUTION 3.2
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.2 LayerNormFn.backward
         # dx = r * (h - mean(h) - x_hat * mean(h * x_hat)), h = g * w; dw = sum(g * x_hat); db = sum(g)
         x_hat = self.x_hat
         h = grad if self.weight is None else grad * self.weight
@@ -39,6 +42,7 @@ class LayerNormFn(Function):
         grad_weight = None if self.weight is None else (rows * x_hat.reshape(rows.shape)).sum(axis=0)
         grad_bias = rows.sum(axis=0) if self.has_bias else None
         return grad_x, grad_weight, grad_bias
+        # END SOLUTION 3.2
 
 
 def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:

@@ -24,6 +24,7 @@ class MatMul(Function):
         return a @ b
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.1 MatMul.backward
         # da = g @ b^T, db = a^T @ g; vectors are treated as (1, n) / (n, 1) matrices
         a = self.a[None, :] if self.a.ndim == 1 else self.a
         b = self.b[:, None] if self.b.ndim == 1 else self.b
@@ -34,6 +35,7 @@ class MatMul(Function):
         grad_a = unbroadcast(grad @ b.swapaxes(-1, -2), a.shape).reshape(self.a.shape)
         grad_b = unbroadcast(a.swapaxes(-1, -2) @ grad, b.shape).reshape(self.b.shape)
         return grad_a, grad_b
+        # END SOLUTION 3.1
 
 
 class LinearFn(Function):
@@ -45,20 +47,24 @@ class LinearFn(Function):
     """
 
     def forward(self, x, weight, bias):
+        # BEGIN SOLUTION 3.1 LinearFn.forward
         self.x2d = x.reshape(-1, x.shape[-1])  # (M, in), M = product of the leading dims
         self.weight, self.input_shape, self.has_bias = weight, x.shape, bias is not None
         out = self.x2d @ weight.T
         if bias is not None:
             out = out + bias
         return out.reshape(*x.shape[:-1], weight.shape[0])
+        # END SOLUTION 3.1
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.1 LinearFn.backward
         # dx = g @ W, dW = g^T @ x, db = sum of g over all rows
         grad2d = grad.reshape(-1, grad.shape[-1])
         grad_x = (grad2d @ self.weight).reshape(self.input_shape)
         grad_weight = grad2d.T @ self.x2d
         grad_bias = grad2d.sum(axis=0) if self.has_bias else None
         return grad_x, grad_weight, grad_bias
+        # END SOLUTION 3.1
 
 
 def matmul(a, b) -> Tensor:

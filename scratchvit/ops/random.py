@@ -21,18 +21,22 @@ class MaskAndScale(Function):
         return x * mask
 
     def backward(self, grad):
+        # BEGIN SOLUTION 3.6 MaskAndScale.backward
         # dx = g * mask / keep_prob (the scale is folded into the mask)
         return grad * self.mask
+        # END SOLUTION 3.6
 
 
 def keep_mask(x, shape: tuple, drop_prob: float):
     """0 or 1/keep_prob, of `shape`, in x's dtype, drawn on x's device."""
+    # BEGIN SOLUTION 3.6 keep_mask
     data = x.data if isinstance(x, Tensor) else x
     keep_prob = 1.0 - drop_prob
     device = device_of(data)
     with on_device(device):
         uniform = device_rng(device).random(shape, dtype=data.dtype)  # in [0, 1)
         return (uniform < keep_prob).astype(data.dtype) * (1.0 / keep_prob)  # kept with probability keep_prob
+    # END SOLUTION 3.6
 
 
 def _check_probability(name: str, p: float) -> None:

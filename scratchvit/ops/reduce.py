@@ -26,10 +26,12 @@ def _normalize_axes(axis, ndim: int) -> tuple:
 
 def _expand_to_input(grad, input_shape: tuple, axes: tuple, keepdims: bool):
     """Put back the reduced axes of `grad` (as size 1) and broadcast it to the input shape."""
+    # BEGIN SOLUTION 1.6 _expand_to_input
     xp = xp_of(grad)
     if not keepdims:
         grad = xp.expand_dims(grad, axes) if axes else grad
     return xp.broadcast_to(grad, input_shape)
+    # END SOLUTION 1.6
 
 
 class Sum(Function):
@@ -44,8 +46,10 @@ class Sum(Function):
         return x.sum(axis=axes, keepdims=keepdims)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.6 Sum.backward
         # dx = g, copied along every summed axis
         return _expand_to_input(grad, self.input_shape, self.axes, self.keepdims)
+        # END SOLUTION 1.6
 
 
 class Mean(Function):
@@ -60,8 +64,10 @@ class Mean(Function):
         return x.mean(axis=axes, keepdims=keepdims)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.6 Mean.backward
         # dx = g / n, n = number of elements averaged
         return _expand_to_input(grad / self.count, self.input_shape, self.axes, self.keepdims)
+        # END SOLUTION 1.6
 
 
 class Max(Function):
@@ -78,10 +84,12 @@ class Max(Function):
         return self.out if keepdims else self.out.squeeze(axis=axes)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.7 Max.backward
         # dx = g at the maximum; tied maxima share it equally
         is_max = (self.x == self.out).astype(grad.dtype)
         share = is_max / is_max.sum(axis=self.axes, keepdims=True)  # 1 / k at each of k maxima
         return _expand_to_input(grad, self.x.shape, self.axes, self.keepdims) * share
+        # END SOLUTION 1.7
 
 
 class Var(Function):
@@ -93,15 +101,19 @@ class Var(Function):
     """
 
     def forward(self, x, axes, keepdims, correction):
+        # BEGIN SOLUTION 1.7 Var.forward
         count = math.prod(x.shape[a] for a in axes)
         self.centered = x - x.mean(axis=axes, keepdims=True)
         self.axes, self.keepdims, self.divisor = axes, keepdims, count - correction
         return (self.centered * self.centered).sum(axis=axes, keepdims=keepdims) / self.divisor
+        # END SOLUTION 1.7
 
     def backward(self, grad):
+        # BEGIN SOLUTION 1.7 Var.backward
         # dx = g * 2 (x - mean) / (n - correction)
         expanded = _expand_to_input(grad, self.centered.shape, self.axes, self.keepdims)
         return expanded * self.centered * (2 / self.divisor)
+        # END SOLUTION 1.7
 
 
 def sum(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - torch.sum's name

@@ -20,10 +20,12 @@ from ..backend import to_device as move_array
 def inverse_permutation(axes: tuple) -> tuple:
     """The axes that undo transpose(axes): if output axis i is input axis axes[i], input axis
     axes[i] is output axis i."""
+    # BEGIN SOLUTION 2.1 inverse_permutation
     inverse = [0] * len(axes)
     for position, axis in enumerate(axes):
         inverse[axis] = position
     return tuple(inverse)
+    # END SOLUTION 2.1
 
 
 class Reshape(Function):
@@ -35,8 +37,10 @@ class Reshape(Function):
         return x.reshape(shape)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.1 Reshape.backward
         # dx = g reshaped back
         return grad.reshape(self.input_shape)
+        # END SOLUTION 2.1
 
 
 class Permute(Function):
@@ -48,8 +52,10 @@ class Permute(Function):
         return x.transpose(axes)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.1 Permute.backward
         # dx = g with the inverse permutation
         return grad.transpose(inverse_permutation(self.axes))
+        # END SOLUTION 2.1
 
 
 class Expand(Function):
@@ -61,8 +67,10 @@ class Expand(Function):
         return xp_of(x).broadcast_to(x, shape)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.1 Expand.backward
         # dx = g summed over the broadcast axes
         return unbroadcast(grad, self.input_shape)
+        # END SOLUTION 2.1
 
 
 class GetItem(Function):
@@ -77,6 +85,7 @@ class GetItem(Function):
         return x[index]
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.2 GetItem.backward
         # dx = g scattered back; an element picked twice by an integer-array index gets both
         xp = xp_of(grad)
         grad_x = xp.zeros(self.input_shape, dtype=grad.dtype)
@@ -85,6 +94,7 @@ class GetItem(Function):
         else:
             grad_x[self.index] = grad
         return grad_x
+        # END SOLUTION 2.2
 
 
 class TakeAlongAxis(Function):
@@ -98,6 +108,7 @@ class TakeAlongAxis(Function):
         return xp_of(x).take_along_axis(x, indices, axis=axis)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.2 TakeAlongAxis.backward
         # dx[..., indices[..., j, ...], ...] += g[..., j, ...]
         xp = xp_of(grad)
         grad_x = xp.zeros(self.input_shape, dtype=grad.dtype)
@@ -111,6 +122,7 @@ class TakeAlongAxis(Function):
         grid[self.axis] = self.indices
         xp.add.at(grad_x, tuple(grid), grad)
         return grad_x
+        # END SOLUTION 2.2
 
 
 class Concatenate(Function):
@@ -123,9 +135,11 @@ class Concatenate(Function):
         return xp_of(arrays[0]).concatenate(arrays, axis=axis)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.3 Concatenate.backward
         # each input gets its own slice of g along axis
         boundaries = list(itertools.accumulate(self.sizes[:-1]))  # where each input's slice ends
         return tuple(xp_of(grad).split(grad, boundaries, axis=self.axis))
+        # END SOLUTION 2.3
 
 
 class Stack(Function):
@@ -137,9 +151,11 @@ class Stack(Function):
         return xp_of(arrays[0]).stack(arrays, axis=axis)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.3 Stack.backward
         # input i gets g[..., i, ...] along the new axis
         xp = xp_of(grad)
         return tuple(xp.take(grad, i, axis=self.axis) for i in range(grad.shape[self.axis]))
+        # END SOLUTION 2.3
 
 
 class Pad(Function):
@@ -151,8 +167,10 @@ class Pad(Function):
         return xp_of(x).pad(x, pad_width, constant_values=value)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.3 Pad.backward
         # dx = the centre of g, without the padding
         return grad[tuple(slice(before, grad.shape[i] - after) for i, (before, after) in enumerate(self.pad_width))]
+        # END SOLUTION 2.3
 
 
 class Roll(Function):
@@ -164,8 +182,10 @@ class Roll(Function):
         return xp_of(x).roll(x, shifts, axis=axes)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.4 Roll.backward
         # dx = g rolled the other way
         return xp_of(grad).roll(grad, tuple(-s for s in self.shifts), axis=self.axes)
+        # END SOLUTION 2.4
 
 
 class ToDevice(Function):
@@ -177,8 +197,10 @@ class ToDevice(Function):
         return move_array(x, device)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.4 ToDevice.backward
         # dx = g, moved back to where x lives
         return move_array(grad, self.source)
+        # END SOLUTION 2.4
 
 
 def check_axis(name: str, axis: int, ndim: int) -> int:

@@ -34,8 +34,10 @@ class Rearrange(Function):
         return x.reshape(split_shape).transpose(axes).reshape(out_shape)
 
     def backward(self, grad):
+        # BEGIN SOLUTION 2.5 Rearrange.backward
         # dx = g put through the inverse: reshape, inverse transpose, reshape
         return grad.reshape(self.transposed_shape).transpose(inverse_permutation(self.axes)).reshape(self.input_shape)
+        # END SOLUTION 2.5
 
 
 def size_pair(name: str, value) -> tuple:
@@ -65,12 +67,14 @@ def patchify(images, patch_size) -> Tensor:
     if height % patch_h or width % patch_w:
         raise ValueError(f"image size {height}x{width} is not divisible by patch_size {patch_h}x{patch_w}")
     grid_h, grid_w = height // patch_h, width // patch_w
+    # BEGIN SOLUTION 2.5 patchify
     return Rearrange.apply(
         images,
         split_shape=(batch, channels, grid_h, patch_h, grid_w, patch_w),  # (B, C, h, p, w, q): row = h P + p
         axes=(0, 2, 4, 3, 5, 1),  # (B, h, w, p, q, C): (h, w) -> the patch index, (p, q, C) -> its features
         out_shape=(batch, grid_h * grid_w, patch_h * patch_w * channels),
     )
+    # END SOLUTION 2.5
 
 
 def unpatchify(patches, patch_size, grid_size=None) -> Tensor:
@@ -112,12 +116,14 @@ def window_partition(x, window_size) -> Tensor:
     batch, height, width, channels = x.shape
     if height % window_h or width % window_w:
         raise ValueError(f"feature map {height}x{width} is not divisible by window_size {window_h}x{window_w}")
+    # BEGIN SOLUTION 2.5 window_partition
     return Rearrange.apply(
         x,
         split_shape=(batch, height // window_h, window_h, width // window_w, window_w, channels),
         axes=(0, 1, 3, 2, 4, 5),  # (B, H/Mh, W/Mw, Mh, Mw, C): the first three merge into the window index
         out_shape=(-1, window_h, window_w, channels),
     )
+    # END SOLUTION 2.5
 
 
 def window_reverse(windows, window_size, height: int, width: int) -> Tensor:
@@ -155,9 +161,11 @@ def patch_merge(x) -> Tensor:
     batch, height, width, channels = x.shape
     if height % 2 or width % 2:
         raise ValueError(f"patch_merge needs an even feature map, got {height}x{width}")
+    # BEGIN SOLUTION 5.3 patch_merge
     return Rearrange.apply(
         x,
         split_shape=(batch, height // 2, 2, width // 2, 2, channels),  # (B, h, row offset, w, col offset, C)
         axes=(0, 1, 3, 4, 2, 5),  # (B, h, w, col offset, row offset, C): row offset fastest
         out_shape=(batch, height // 2, width // 2, 4 * channels),
     )
+    # END SOLUTION 5.3

@@ -1,6 +1,7 @@
 """sv.gradcheck itself: it must catch wrong backwards (a sign error, a missing term, a zero
 gradient that an all-ones upstream gradient would hide), name where and by how much, refuse
-float32, and pass a correct op with a tiny error."""
+float32, and pass a correct op with a tiny error. On private toy Functions (toy_functions.py),
+never an op of scratchvit.ops, so a course copy with an op blanked still tests the tool."""
 
 from __future__ import annotations
 
@@ -9,34 +10,17 @@ import re
 import numpy as np
 import pytest
 from strategies import host, leaf
+from toy_functions import (
+    MulForgetsB,
+    SoftmaxMissingTerm,
+    SoftmaxZeroBackward,
+    SquareWithSignError,
+    toy_scale_shift,
+    toy_softmax,
+    toy_square,
+)
 
 import scratchvit as sv
-from scratchvit import ops as F
-from scratchvit.backend import xp_of
-
-
-class SquareWithSignError(sv.Function):
-    def forward(self, x):
-        self.x = x
-        return x * x
-
-    def backward(self, grad):
-        return -2 * self.x * grad  # wrong: the true gradient is +2 x g
-
-
-class SoftmaxMissingTerm(sv.Function):
-    def forward(self, x):
-        shifted = xp_of(x).exp(x - x.max(axis=-1, keepdims=True))
-        self.out = shifted / shifted.sum(axis=-1, keepdims=True)
-        return self.out
-
-    def backward(self, grad):
-        return self.out * grad  # wrong: missing "- y * sum(g * y)"
-
-
-class SoftmaxZeroBackward(SoftmaxMissingTerm):
-    def backward(self, grad):
-        return grad * 0  # right for an all-ones upstream gradient, wrong for any other
 
 
 def _parse(message: str) -> tuple:
@@ -67,16 +51,17 @@ def test_a_softmax_backward_missing_its_sum_term_is_caught(device):
         sv.gradcheck(SoftmaxMissingTerm.apply, (x,))
     _, index, analytic, numeric = _parse(str(caught.value))
     assert len(index) == 2 and abs(analytic - numeric) > 1e-3
-    sv.gradcheck(F.softmax, (leaf(host(x), device),))  # the real softmax passes on the same input
+    sv.gradcheck(toy_softmax, (leaf(host(x), device),))  # the right softmax passes on the same input
 
 
 def test_a_zero_backward_hidden_by_an_all_ones_upstream_is_caught(device):
     values = np.random.default_rng(1).standard_normal((3, 4))
-    # with f(x).sum() the true softmax gradient is zero, so the zero backward would look right
+    # with an all-ones upstream gradient (that of f(x).sum()) the true softmax gradient is zero,
+    # so the zero backward would look right
     x = leaf(values, device)
-    SoftmaxZeroBackward.apply(x).sum().backward()
+    SoftmaxZeroBackward.apply(x).backward(np.ones(values.shape))
     reference = leaf(values, device)
-    F.softmax(reference).sum().backward()
+    toy_softmax(reference).backward(np.ones(values.shape))
     np.testing.assert_allclose(host(x.grad), host(reference.grad), atol=1e-12)
     # gradcheck's random upstream gradient exposes it
     with pytest.raises(sv.GradcheckError):
@@ -84,14 +69,6 @@ def test_a_zero_backward_hidden_by_an_all_ones_upstream_is_caught(device):
 
 
 def test_a_wrong_gradient_for_the_second_input_names_input_1(device):
-    class MulForgetsB(sv.Function):
-        def forward(self, a, b):
-            self.a, self.b = a, b
-            return a * b
-
-        def backward(self, grad):
-            return grad * self.b, grad * self.b  # wrong for b: should be grad * a
-
     a, b = leaf([1.0, 2.0], device), leaf([3.0, -1.0], device)
     with pytest.raises(sv.GradcheckError, match=r"gradient of input 1 \(shape \(2,\)\)"):
         sv.gradcheck(MulForgetsB.apply, (a, b))
@@ -100,12 +77,12 @@ def test_a_wrong_gradient_for_the_second_input_names_input_1(device):
 def test_refuses_float32_inputs(device):
     x = leaf([1.0, 2.0], device, dtype=np.float32)
     with pytest.raises(TypeError, match="input 0 has dtype float32; finite differences need float64"):
-        sv.gradcheck(F.exp, (x,))
+        sv.gradcheck(toy_square, (x,))
 
 
 def test_needs_an_input_that_requires_grad_and_a_tensor_output(device):
     with pytest.raises(ValueError, match="no input tensor has requires_grad=True"):
-        sv.gradcheck(F.exp, (leaf([1.0], device, requires_grad=False),))
+        sv.gradcheck(toy_square, (leaf([1.0], device, requires_grad=False),))
     with pytest.raises(TypeError, match="fn must return a Tensor, got list"):
         sv.gradcheck(lambda x: [x], (leaf([1.0], device),))
 
@@ -113,7 +90,7 @@ def test_needs_an_input_that_requires_grad_and_a_tensor_output(device):
 def test_a_correct_op_passes_with_a_tiny_error_and_inputs_unchanged(device):
     values = np.random.default_rng(2).standard_normal((3, 5))
     x, weight, bias = leaf(values, device), leaf(np.ones(5) * 1.5, device), leaf(np.arange(5.0), device)
-    error = sv.gradcheck(F.layer_norm, (x, weight, bias, 1e-5))  # non-tensor arguments pass through
+    error = sv.gradcheck(toy_scale_shift, (x, weight, bias, 0.25))  # non-tensor arguments pass through
     assert 0 <= error < 1e-6
     np.testing.assert_array_equal(host(x), values)  # perturbations undone
     assert x.grad is not None and x.grad.shape == (3, 5)

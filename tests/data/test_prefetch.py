@@ -42,8 +42,7 @@ def test_stopping_early_ends_the_thread_and_closes_the_batches_where_they_ran():
     def batches():
         state["thread"] = threading.current_thread()
         try:
-            for index in range(1000):
-                yield index
+            yield from range(1000)
         finally:
             state["closed_on"] = threading.current_thread()
 

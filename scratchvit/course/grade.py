@@ -1,0 +1,88 @@
+"""`scratchvit course grade DIR`: run each task's tests in a student copy, each with a time limit, and
+write grades.json and grades.csv there. A task earns its points when all its tests pass in time."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .runs import course_marker_of, run_pytest
+from .tasks import TASKS
+
+TIME_FACTOR = 3
+MIN_TIMEOUT = 60.0  # a task's limit is TIME_FACTOR x its expected seconds, never less than this
+CSV_FIELDS = ("task", "title", "points", "earned", "status", "passed", "failed", "seconds", "limit_seconds")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+
+
+def grade(copy: Path, out: Path | None = None, progress=print) -> dict:
+    """Grade the copy at `copy`; grades.json and grades.csv go to `out` (default: the copy)."""
+    copy = Path(copy).resolve()
+    if not (copy / "tests").is_dir() or not (copy / "scratchvit").is_dir():
+        raise ValueError(f"course grade: {copy} is not a course copy (it needs scratchvit/ and tests/)")
+    out = copy if out is None else Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    collected = run_pytest(copy, [], timeout=600, collect_only=True)
+    files_of: dict = {}
+    for entry in collected.tests.values():
+        files_of.setdefault(course_marker_of(entry), set()).add(entry["nodeid"].split("::")[0])
+    rows = []
+    for number, task in enumerate(TASKS, start=1):
+        limit = max(MIN_TIMEOUT, TIME_FACTOR * task.expected_seconds)
+        files = sorted(files_of.get(task.marker, ()))
+        if not files:
+            rows.append(_row(task, "no tests", 0, 0, 0.0, limit))
+            continue
+        run = run_pytest(copy, ["-m", task.marker, *files], timeout=limit)
+        ran = [e for e in run.tests.values() if course_marker_of(e) == task.marker and e["outcome"] != "collected"]
+        passed = sum(e["outcome"] in ("passed", "skipped") for e in ran)
+        failed = sum(e["outcome"] == "failed" for e in ran)
+        if run.timed_out:
+            status = "timeout"
+        elif run.returncode == 0 and failed == 0 and passed:
+            status = "passed"
+        else:
+            status = "failed"
+        rows.append(_row(task, status, passed, failed, run.seconds, limit))
+        progress(
+            f"[{number}/{len(TASKS)}] task {task.id}: {status} ({passed} passed, {failed} failed, {run.seconds:.0f} s)"
+        )
+    grades = {
+        "copy": str(copy),
+        "earned": sum(row["earned"] for row in rows),
+        "points": sum(row["points"] for row in rows),
+        "tasks": rows,
+    }
+    _write_atomically(out / "grades.json", json.dumps(grades, indent=2) + "\n")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows({key: row[key] for key in CSV_FIELDS} for row in rows)
+    _write_atomically(out / "grades.csv", table.getvalue())
+    return grades
+
+
+def _row(task, status: str, passed: int, failed: int, seconds: float, limit: float) -> dict:
+    return {
+        "task": task.id,
+        "title": task.title,
+        "points": task.points,
+        "earned": task.points if status == "passed" else 0,
+        "status": status,
+        "passed": passed,
+        "failed": failed,
+        "seconds": round(seconds, 2),
+        "limit_seconds": limit,
+    }
