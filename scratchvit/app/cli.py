@@ -370,7 +370,7 @@ def cmd_course(args) -> int:
         print(f"wrote {args.out}: {len(blanked)} task(s) blanked {' '.join(sorted(blanked))}".rstrip())
         return 0
     if args.action == "grade":
-        grades = grade.grade(Path(args.dir), Path(args.out) if args.out else None)
+        grades = grade.grade(Path(args.dir), Path(args.out) if args.out else None, task_ids=args.task)
         print(f"{grades['earned']} of {grades['points']} points; grades.json and grades.csv in {args.out or args.dir}")
         return 0
     result = check.run_check(export.repository(), workers=args.workers, keep=Path(args.keep) if args.keep else None)
@@ -646,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     course_grade = actions.add_parser("grade", help="grade a student copy")
     course_grade.add_argument("dir", metavar="DIR", help="the student copy")
     course_grade.add_argument("--out", default=None, metavar="DIR", help="for grades.json and grades.csv (default DIR)")
+    course_grade.add_argument("--task", action="append", metavar="ID", help="only this task (repeatable), e.g. 3.2")
     course_check = actions.add_parser("check", help="the soundness check of every task")
     course_check.add_argument("--workers", type=_int_at_least(1), default=2, help="tasks checked at once (default 2)")
     course_check.add_argument("--keep", default=None, metavar="DIR", help="keep the copies and their runs in DIR")

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from .runs import course_marker_of, run_pytest
-from .tasks import TASKS
+from .tasks import BY_ID, TASKS
 
 TIME_FACTOR = 3
 MIN_TIMEOUT = 60.0  # a task's limit is TIME_FACTOR x its expected seconds, never less than this
@@ -27,11 +27,16 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def grade(copy: Path, out: Path | None = None, progress=print) -> dict:
-    """Grade the copy at `copy`; grades.json and grades.csv go to `out` (default: the copy)."""
+def grade(copy: Path, out: Path | None = None, progress=print, task_ids: list | None = None) -> dict:
+    """Grade the copy at `copy` (every task, or those of `task_ids`); grades.json and grades.csv go to
+    `out` (default: the copy)."""
     copy = Path(copy).resolve()
     if not (copy / "tests").is_dir() or not (copy / "scratchvit").is_dir():
         raise ValueError(f"course grade: {copy} is not a course copy (it needs scratchvit/ and tests/)")
+    unknown = [task_id for task_id in task_ids or () if task_id not in BY_ID]
+    if unknown:
+        raise ValueError(f"--task must name tasks of the table ({', '.join(BY_ID)}), got {', '.join(unknown)}")
+    tasks = [task for task in TASKS if task_ids is None or task.id in task_ids]
     out = copy if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     collected = run_pytest(copy, [], timeout=600, collect_only=True)
@@ -39,7 +44,7 @@ def grade(copy: Path, out: Path | None = None, progress=print) -> dict:
     for entry in collected.tests.values():
         files_of.setdefault(course_marker_of(entry), set()).add(entry["nodeid"].split("::")[0])
     rows = []
-    for number, task in enumerate(TASKS, start=1):
+    for number, task in enumerate(tasks, start=1):
         limit = max(MIN_TIMEOUT, TIME_FACTOR * task.expected_seconds)
         files = sorted(files_of.get(task.marker, ()))
         if not files:
@@ -57,7 +62,7 @@ def grade(copy: Path, out: Path | None = None, progress=print) -> dict:
             status = "failed"
         rows.append(_row(task, status, passed, failed, run.seconds, limit))
         progress(
-            f"[{number}/{len(TASKS)}] task {task.id}: {status} ({passed} passed, {failed} failed, {run.seconds:.0f} s)"
+            f"[{number}/{len(tasks)}] task {task.id}: {status} ({passed} passed, {failed} failed, {run.seconds:.0f} s)"
         )
     grades = {
         "copy": str(copy),

@@ -5,6 +5,8 @@ These need the solved repository (the table and the source agree only there), so
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import sys
 import pytest
 
 from scratchvit.check.op_table import OPS
-from scratchvit.course import export, regions
+from scratchvit.course import export, grade, regions
 from scratchvit.course.tasks import BY_ID, CAPSTONE, FRAMEWORK, TASKS, closure, course_marker
 
 ROOT = export.repository()
@@ -87,3 +89,18 @@ def test_an_existing_folder_is_refused_and_a_bad_module_named(tmp_path):
         export.export(ROOT, tmp_path / "full", module=3, init_git=False)
     with pytest.raises(ValueError, match="--module must be one of 0, 1, 2, 3, 4, 5, got 7"):
         export.export(ROOT, tmp_path / "new", module=7, init_git=False)
+
+
+def test_grade_gives_a_solved_tasks_points_and_none_to_a_blank_one(tmp_path):
+    copy = tmp_path / "m3"
+    export.export(ROOT, copy, module=3, init_git=False)
+    grades = grade.grade(copy, tmp_path / "grades", progress=lambda line: None, task_ids=["2.4", "3.6"])
+    rows = {row["task"]: row for row in grades["tasks"]}
+    assert (rows["2.4"]["status"], rows["2.4"]["earned"], rows["2.4"]["failed"]) == ("passed", 5, 0)
+    assert (rows["3.6"]["status"], rows["3.6"]["earned"]) == ("failed", 0) and rows["3.6"]["failed"] > 0
+    assert (grades["earned"], grades["points"]) == (5, 10)
+    assert json.loads((tmp_path / "grades/grades.json").read_text(encoding="utf-8")) == grades
+    with open(tmp_path / "grades/grades.csv", encoding="utf-8", newline="") as table:
+        assert [(row["task"], row["earned"]) for row in csv.DictReader(table)] == [("2.4", "5"), ("3.6", "0")]
+    with pytest.raises(ValueError, match="--task must name tasks of the table .*, got 9.9"):
+        grade.grade(copy, task_ids=["9.9"])
