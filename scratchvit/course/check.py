@@ -11,7 +11,9 @@
       trace of (i) shows that no such test reaches T's code, so blanking T cannot change its result.
 (iv)  Static: every BEGIN has its END and names the code it lies in, the table's regions are the
       source's, every op-table entry belongs to exactly one task, every test has exactly one course
-      marker and the markers are registered, and no solution line survives in the all-blank copy.
+      marker and the markers are registered, every op with a backward task keeps its derivation in the
+      last paragraph of its docstring (derivations.py), and neither a solution line nor a derivation
+      survives in the all-blank copy.
 (v)   Each task's tests finish within three times its expected seconds (measured in (i)).
 """
 
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from ..check.op_table import OPS
 from . import regions as region_tools
+from .derivations import DerivationError, check_derivations, derivation_texts
 from .export import export
 from .runs import PytestRun, course_marker_of, run_pytest
 from .tasks import BY_ID, BY_MARKER, CAPSTONE, COURSE_MARKERS, FRAMEWORK, TASKS, closure
@@ -196,6 +199,7 @@ def part_static(root: Path, blank_copy: Path, collected: PytestRun) -> Part:
         part.problems.append(str(error))
         return part
     part.problems += region_tools.check_regions(root, found)
+    part.problems += check_derivations(root, found)
     in_source: dict = {}
     for region in found:
         if region.task not in BY_ID:
@@ -232,7 +236,7 @@ def part_static(root: Path, blank_copy: Path, collected: PytestRun) -> Part:
 
 def surviving_solution_text(root: Path, found: list, copy: Path) -> list:
     """Lines of solution code (long enough to be telling, and found nowhere outside the regions in the
-    repository's Python) that the student copy still holds."""
+    repository's Python), and the derivations of the ops' docstrings, that the student copy still holds."""
     inside = {line for region in found for line in region_tools.solution_lines(root, region)}
     inside = {line for line in inside if len(line) >= SOLUTION_LINE_MIN}
     region_spans = {}
@@ -246,13 +250,22 @@ def surviving_solution_text(root: Path, found: list, copy: Path) -> list:
             if not any(begin <= number <= end for begin, end in spans):
                 outside.add(line.strip())
     telling = inside - outside
+    try:
+        derivations = derivation_texts(root, found)
+    except DerivationError:
+        derivations = []  # check_derivations names the class
     problems = []
     for path in copy.rglob("*"):
         if not path.is_file() or ".git" in path.parts or path.suffix not in (".py", ".md", ".ipynb", ".txt", ".yml"):
             continue
-        lines = {line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()}
-        for line in sorted(telling & lines):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for line in sorted(telling & {line.strip() for line in text.splitlines()}):
             problems.append(f"{path.relative_to(copy)} holds solution text: {line[:80]}")
+        if path.suffix == ".py":
+            flat = " ".join(text.split())
+            for derivation in derivations:
+                if derivation in flat:
+                    problems.append(f"{path.relative_to(copy)} holds the derivation: {derivation[:80]}")
     return problems
 
 

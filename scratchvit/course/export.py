@@ -1,5 +1,6 @@
-"""Write a student copy of the repository: the regions of the chosen tasks blanked, the fast tier left
-out, the notes at notes/, a README of the tasks and a GitHub Classroom workflow with one step per task.
+"""Write a student copy of the repository: the regions of the chosen tasks blanked, with the derivations in
+their ops' docstrings (derivations.py); the fast tier left out; the notes at notes/, a README of the tasks
+and a GitHub Classroom workflow with one step per task.
 
     export(root, out, module=3)          # module 3's tasks and every later one blanked, earlier ones solved
     export(root, out, module=None)       # every task blanked
@@ -15,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 from . import regions as region_tools
+from .derivations import derivation_classes, hide_derivations
 from .tasks import BY_ID, LEFT_OUT_TESTS, MODULES, TASKS
 
 NOTES = Path(__file__).resolve().parent / "notes"
@@ -58,6 +60,11 @@ def repository() -> Path:
 def blank_message(region) -> str:
     """'Task 3.2: LayerNormFn.backward — see notes/06_layer_norm.md'"""
     return f"Task {region.task}: {region.name} \u2014 see notes/{BY_ID[region.task].notes}"
+
+
+def derivation_message(task_id: str) -> str:
+    """The line that stands for a blanked op's derivation in its docstring."""
+    return f"Backward: Task {task_id}, yours to derive and write (notes/{BY_ID[task_id].notes})."
 
 
 def blanked_tasks(module: int | None, solution: bool) -> set:
@@ -141,7 +148,10 @@ def export(
                 text = region_tools.instrument_source(text, kept)
                 to_blank = region_tools.parse_regions(name, text)
                 to_blank = [r for r in to_blank if r.task in blanked]
-            target.write_text(region_tools.blank_source(text, to_blank, blank_message), encoding="utf-8")
+            text = region_tools.blank_source(text, to_blank, blank_message)
+            derivations = {cls: task for (path, cls), task in derivation_classes(found).items() if path == name}
+            derivations = {cls: task for cls, task in derivations.items() if task in blanked}
+            target.write_text(hide_derivations(text, derivations, derivation_message), encoding="utf-8")
         else:
             shutil.copy2(root / name, target)
     (staging / "scratchvit/kernels/__init__.py").write_text(KERNELS_STUB, encoding="utf-8")

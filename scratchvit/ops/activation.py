@@ -28,7 +28,7 @@ def normal_pdf(x):
 class GELUFn(Function):
     """GELU(x) = x Phi(x)   (Hendrycks & Gimpel 2016, Eq. 1), elementwise, x: any shape.
 
-    Product rule, with Phi' = phi:
+    Backward, by the product rule, with Phi' = phi:
         d GELU / dx = Phi(x) + x phi(x),   so   dx = g * (Phi(x) + x phi(x)).
     """
 
@@ -47,7 +47,10 @@ class GELUFn(Function):
 
 
 class ReLU(Function):
-    """ReLU(x) = max(x, 0), elementwise: dx = g where x > 0, else 0."""
+    """ReLU(x) = max(x, 0), elementwise.
+
+    Backward: dx = g where x > 0, else 0.
+    """
 
     def forward(self, x):
         self.positive = x > 0
@@ -64,7 +67,9 @@ class Softmax(Function):
     """y_i = exp(x_i) / sum_j exp(x_j) along `axis` (Vaswani et al. 2017, Eq. 1), x: any shape.
 
     Shifting x by its max along the axis changes nothing (it cancels in the ratio) and keeps exp
-    from overflowing. The Jacobian is dy_i / dx_k = y_i (delta_ik - y_k), so
+    from overflowing.
+
+    Backward: the Jacobian is dy_i / dx_k = y_i (delta_ik - y_k), so
         dx_k = sum_i g_i y_i (delta_ik - y_k) = y_k (g_k - sum_i g_i y_i).
     """
 
@@ -87,7 +92,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     """y = x - log sum_j exp(x_j) along `axis`, computed as x - m - log sum_j exp(x_j - m), m = max(x).
 
-    dy_i / dx_k = delta_ik - softmax(x)_k, so   dx_k = g_k - softmax(x)_k sum_i g_i,
+    Backward: dy_i / dx_k = delta_ik - softmax(x)_k, so   dx_k = g_k - softmax(x)_k sum_i g_i,
     with softmax(x) = exp(y).
     """
 

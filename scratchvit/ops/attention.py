@@ -35,6 +35,7 @@ class AttentionFunction(Function):
 
     q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv) -> O: (..., Nq, dv); bias, mask and the
     dropout mask D (0 or 1 / keep_prob; all ones without dropout) broadcast to S: (..., Nq, Nk).
+
     Backward, from g = dL/dO, one product rule at a time:
         dv = (A * D)^T g,   dA = (g v^T) * D,
         dS = A * (dA - sum_j dA * A)           (softmax's backward, row by row),
@@ -71,8 +72,11 @@ class AttentionFunction(Function):
 
 
 class ScaledDotProductAttention(AttentionFunction):
-    """softmax(q k^T * scale + bias + mask) v: see AttentionFunction; each gradient is summed back
-    to its input's shape (bias and mask, and q, k, v too, may broadcast)."""
+    """softmax(q k^T * scale + bias + mask) v: see AttentionFunction; bias and mask, and q, k, v too,
+    may broadcast.
+
+    Backward: see AttentionFunction; each gradient is summed back to its input's shape.
+    """
 
     def forward(self, q, k, v, bias, mask, scale, dropout_mask):
         """q: (..., Nq, d), k: (..., Nk, d), v: (..., Nk, dv) -> (..., Nq, dv)"""
@@ -93,8 +97,11 @@ class MultiHeadSelfAttention(AttentionFunction):
 
     qkv: (B, N, 3C) holds per token q, k, v, each as (heads, head_dim). The heads are split by
     reshaping and transposing (views), attended as in AttentionFunction, and merged back to
-    (B, N, C); the backward writes dq, dk and dv into their thirds of one (B, N, 3C) gradient.
-    Samples are viewed as (B / G, G) so that a mask of G windows broadcasts over the images (Swin).
+    (B, N, C). Samples are viewed as (B / G, G) so that a mask of G windows broadcasts over the
+    images (Swin).
+
+    Backward: as in AttentionFunction; dq, dk and dv are written into their thirds of one
+    (B, N, 3C) gradient.
     """
 
     def forward(self, qkv, bias, num_heads, mask, scale, dropout_mask):

@@ -18,7 +18,8 @@ class CrossEntropy(Function):
     logits, q: (B, K) -> (B,) with reduction "none", else a scalar (mean or sum over B).
 
     log p_k = z_k - log sum_j exp(z_j) is computed from z - max(z), so exp cannot overflow.
-    d log p_k / d z_j = delta_kj - p_j, so
+
+    Backward: d log p_k / d z_j = delta_kj - p_j, so
         dL/dz_j = -sum_k q_k (delta_kj - p_j) = p_j sum_k q_k - q_j = p_j - q_j   (rows of q sum to 1)
     => d logits = (p - q) * g per sample, with g / B for the mean.
     """
@@ -53,8 +54,8 @@ class MSELoss(Function):
     ("none"); prediction, target: (...) -> a scalar, or (...) with "none". MAE's reconstruction
     loss (He et al. 2022, Sec. 3) is this per pixel, averaged over the masked patches.
 
-    With d = prediction - target, dL/d prediction = 2 d and dL/d target = -2 d per element, and
-    the mean divides by the n elements => d prediction = 2 d g (g / n for the mean),
+    Backward: with d = prediction - target, dL/d prediction = 2 d and dL/d target = -2 d per element,
+    and the mean divides by the n elements => d prediction = 2 d g (g / n for the mean),
     d target = -d prediction.
     """
 

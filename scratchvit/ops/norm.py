@@ -14,6 +14,7 @@ class LayerNormFn(Function):
         x_hat = (x - mu) r,   y = x_hat * w + b.        x: (..., C), w, b: (C,) -> (..., C)
 
     The variance is that of the centred row (two passes), not E[x^2] - mu^2, which cancels.
+
     Backward, per row, with h = g * w (the gradient reaching x_hat): since
     d x_hat_i / d x_k = r (delta_ik - 1/C - x_hat_i x_hat_k / C),
         dx = r (h - mean(h) - x_hat mean(h * x_hat)),

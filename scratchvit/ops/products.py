@@ -13,10 +13,11 @@ from ..autograd import Function, Tensor, unbroadcast
 class MatMul(Function):
     """C = A B with NumPy's rules: (..., n, k) @ (..., k, m) -> (..., n, m), leading dims broadcast.
 
-    C_ij = sum_l A_il B_lj, so dL/dA_il = sum_j g_ij B_lj and dL/dB_lj = sum_i A_il g_ij:
+    A vector is a (1, k) row on the left and a (k, 1) column on the right, its new axis dropped again.
+
+    Backward: C_ij = sum_l A_il B_lj, so dL/dA_il = sum_j g_ij B_lj and dL/dB_lj = sum_i A_il g_ij:
         dA = g B^T,   dB = A^T g,
-    each then summed over the leading dims its input was broadcast along. A vector is a
-    (1, k) row on the left and a (k, 1) column on the right, its new axis dropped again.
+    each then summed over the leading dims its input was broadcast along.
     """
 
     def forward(self, a, b):
@@ -41,7 +42,8 @@ class MatMul(Function):
 class LinearFn(Function):
     """y = x W^T + b   x: (..., in), W: (out, in), b: (out,) -> y: (..., out).
 
-    With the leading dims flattened, X: (M, in) and G = dL/dY: (M, out), Y = X W^T + 1 b^T gives
+    Backward: with the leading dims flattened, X: (M, in) and G = dL/dY: (M, out),
+    Y = X W^T + 1 b^T gives
         dX = G W,   dW = G^T X,   db = sum of G's rows:
     three GEMMs on 2-D views.
     """

@@ -13,7 +13,9 @@ class MaskAndScale(Function):
     """y = x * m, x: (...) -> (...), m a constant mask that broadcasts against x: 0 where dropped,
     1 / keep_prob where kept. Dropout (Srivastava et al. 2014) draws m per element; stochastic depth (Huang et al.
     2016) per sample, m: (B, 1, ..., 1). Dividing the kept entries by keep_prob makes E[y] = x,
-    so nothing needs rescaling at inference. m does not depend on x: dy/dx = m => dx = g * m.
+    so nothing needs rescaling at inference.
+
+    Backward: m does not depend on x: dy/dx = m => dx = g * m.
     """
 
     def forward(self, x, mask):

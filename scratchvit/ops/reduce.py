@@ -37,8 +37,8 @@ def _expand_to_input(grad, input_shape: tuple, axes: tuple, keepdims: bool):
 class Sum(Function):
     """y = sum of x over `axes`: (..., n, ...) -> (..., ...), or (..., 1, ...) with keepdims.
 
-    Each x_i enters exactly one output, with coefficient 1: dy/dx_i = 1 for the y that x_i is
-    summed into => dx = g, copied along every summed axis.
+    Backward: each x_i enters exactly one output, with coefficient 1: dy/dx_i = 1 for the y that x_i
+    is summed into => dx = g, copied along every summed axis.
     """
 
     def forward(self, x, axes, keepdims):
@@ -55,7 +55,7 @@ class Sum(Function):
 class Mean(Function):
     """y = sum of x over `axes` / n, n = the number of entries averaged into each y; shapes as Sum.
 
-    dy/dx_i = 1 / n => dx = g / n, copied along every averaged axis.
+    Backward: dy/dx_i = 1 / n => dx = g / n, copied along every averaged axis.
     """
 
     def forward(self, x, axes, keepdims):
@@ -73,8 +73,8 @@ class Mean(Function):
 class Max(Function):
     """y = the largest entry of x over `axes`; shapes as Sum.
 
-    y equals the maximal entry, so dy/dx_i = 1 at the argmax and 0 elsewhere => dx = g at the
-    maximum, 0 elsewhere. When k entries tie for the maximum, the derivative is undefined; each
+    Backward: y equals the maximal entry, so dy/dx_i = 1 at the argmax and 0 elsewhere => dx = g at
+    the maximum, 0 elsewhere. When k entries tie for the maximum, the derivative is undefined; each
     takes g / k (as torch.amax), so the gradients of one slice still add up to g.
     """
 
@@ -95,7 +95,7 @@ class Max(Function):
 class Var(Function):
     """y = sum((x - mu)^2) / d over `axes`, mu the mean over them, d = n - correction; shapes as Sum.
 
-    With the centred c_i = x_i - mu and dmu/dx_k = 1 / n:
+    Backward: with the centred c_i = x_i - mu and dmu/dx_k = 1 / n:
         dy/dx_k = (2 / d) sum_i c_i (delta_ik - 1 / n) = (2 / d) (c_k - sum_i c_i / n) = 2 c_k / d,
     since the centred entries sum to 0 => dx = g * 2 (x - mu) / d.
     """

@@ -30,7 +30,10 @@ def inverse_permutation(axes: tuple) -> tuple:
 
 class Reshape(Function):
     """y = x with a new shape of the same size: (s1, ..., sk) -> shape. The entries keep their
-    row-major order, so dx = g reshaped to x's shape."""
+    row-major order.
+
+    Backward: dx = g reshaped to x's shape.
+    """
 
     def forward(self, x, shape):
         self.input_shape = x.shape
@@ -45,7 +48,10 @@ class Reshape(Function):
 
 class Permute(Function):
     """y = x with its axes reordered: y.shape[i] = x.shape[axes[i]]. Entry y[j] is x[j'] with
-    the index permuted, so dx = g with the axes put back (the inverse permutation)."""
+    the index permuted.
+
+    Backward: dx = g with the axes put back (the inverse permutation).
+    """
 
     def forward(self, x, axes):
         self.axes = axes
@@ -60,7 +66,10 @@ class Permute(Function):
 
 class Expand(Function):
     """y = x broadcast to `shape` (NumPy's rules): every entry of x is copied along the new and
-    the size-1 axes => dx = the sum of g over those copies (unbroadcast)."""
+    the size-1 axes.
+
+    Backward: dx = the sum of g over those copies (unbroadcast).
+    """
 
     def forward(self, x, shape):
         self.input_shape = x.shape
@@ -75,9 +84,12 @@ class Expand(Function):
 
 class GetItem(Function):
     """y = x[index]: slices, integers, None, Ellipsis and integer arrays (a boolean mask arrives
-    as the integer arrays of its True places). dx = zeros of x's shape with g scattered to the
-    indexed places; an entry that an integer-array index picks k times gets the sum of its k
-    gradients, which needs `add.at` (plain `dx[index] += g` would keep only one of them)."""
+    as the integer arrays of its True places).
+
+    Backward: dx = zeros of x's shape with g scattered to the indexed places; an entry that an
+    integer-array index picks k times gets the sum of its k gradients, which needs `add.at`
+    (plain `dx[index] += g` would keep only one of them).
+    """
 
     def forward(self, x, index):
         self.input_shape, self.index = x.shape, index
@@ -100,8 +112,10 @@ class GetItem(Function):
 class TakeAlongAxis(Function):
     """y[..., j, ...] = x[..., indices[..., j, ...], ...] along `axis` (MAE's gather of the kept
     patches, He et al. 2022, Sec. 3). x: (..., n, ...), indices: (..., m, ...) -> (..., m, ...).
-    dx = zeros, then g[..., j, ...] added at x's position indices[..., j, ...]; an index that
-    repeats accumulates (add.at)."""
+
+    Backward: dx = zeros, then g[..., j, ...] added at x's position indices[..., j, ...]; an index
+    that repeats accumulates (add.at).
+    """
 
     def forward(self, x, indices, axis):
         self.input_shape, self.indices, self.axis = x.shape, indices, axis
@@ -127,7 +141,10 @@ class TakeAlongAxis(Function):
 
 class Concatenate(Function):
     """y = the inputs joined along an existing `axis`: (..., n_1, ...), ..., (..., n_k, ...) ->
-    (..., n_1 + ... + n_k, ...). Input i fills one slice of y => its gradient is that slice of g."""
+    (..., n_1 + ... + n_k, ...).
+
+    Backward: input i fills one slice of y => its gradient is that slice of g.
+    """
 
     def forward(self, *arrays, axis):
         self.axis = axis
@@ -144,7 +161,9 @@ class Concatenate(Function):
 
 class Stack(Function):
     """y = k inputs of one shape S joined along a new `axis`: k x S -> S with k inserted at axis.
-    Input i is y's entry i along that axis => its gradient is g's entry i there."""
+
+    Backward: input i is y's entry i along that axis => its gradient is g's entry i there.
+    """
 
     def forward(self, *arrays, axis):
         self.axis = axis
@@ -160,7 +179,10 @@ class Stack(Function):
 
 class Pad(Function):
     """y = x with `value` added around it: (..., n, ...) -> (..., before + n + after, ...) per
-    axis. The padding is constant, so dx = g without the padding (its centre)."""
+    axis.
+
+    Backward: the padding is constant, so dx = g without the padding (its centre).
+    """
 
     def forward(self, x, pad_width, value):
         self.pad_width = pad_width
@@ -175,7 +197,10 @@ class Pad(Function):
 
 class Roll(Function):
     """y[(i + s) % n] = x[i] along each of `axes`, x: any shape -> the same (Swin's cyclic shift,
-    Liu et al. 2021, Sec. 3.2). The gradient of x[i] is g[(i + s) % n] => dx = g rolled by -s."""
+    Liu et al. 2021, Sec. 3.2).
+
+    Backward: the gradient of x[i] is g[(i + s) % n] => dx = g rolled by -s.
+    """
 
     def forward(self, x, shifts, axes):
         self.shifts, self.axes = shifts, axes
@@ -189,8 +214,10 @@ class Roll(Function):
 
 
 class ToDevice(Function):
-    """y = x copied to `device` (CPU or a GPU), same shape and dtype. y = x => dx = g, moved back
-    to the device x lives on."""
+    """y = x copied to `device` (CPU or a GPU), same shape and dtype.
+
+    Backward: y = x => dx = g, moved back to the device x lives on.
+    """
 
     def forward(self, x, device):
         self.source = device_of(x)

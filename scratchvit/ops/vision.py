@@ -23,9 +23,9 @@ class Rearrange(Function):
     """y = x.reshape(split_shape).transpose(axes).reshape(out_shape): the same entries in a new
     order, x: (...) -> out_shape, of the same size.
 
-    Each entry of y is one entry of x, each used once: y = P x for a permutation matrix P, so
-    dx = P^T g = P^-1 g, the steps undone in reverse order: g reshaped to the transposed shape,
-    transposed by the inverse permutation, reshaped to x's shape.
+    Backward: each entry of y is one entry of x, each used once: y = P x for a permutation matrix
+    P, so dx = P^T g = P^-1 g, the steps undone in reverse order: g reshaped to the transposed
+    shape, transposed by the inverse permutation, reshaped to x's shape.
     """
 
     def forward(self, x, split_shape, axes, out_shape):

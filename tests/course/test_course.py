@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from scratchvit.check.op_table import OPS
-from scratchvit.course import export, grade, regions
+from scratchvit.course import derivations, export, grade, regions
 from scratchvit.course.tasks import BY_ID, CAPSTONE, FRAMEWORK, TASKS, closure, course_marker
 
 ROOT = export.repository()
@@ -32,9 +32,28 @@ def test_markers_pair_up_and_blank_to_one_raise_at_their_indentation():
         regions.parse_regions("m.py", "# BEGIN SOLUTION 1.1 f\npass\n# END SOLUTION 1.2\n")
 
 
+def test_the_derivation_paragraph_of_a_docstring_is_found_and_hidden():
+    text = (
+        "class Cube:\n"
+        '    """y = x^3.\n\n    Backward: dy/dx = 3 x^2\n        => dx = 3 g x^2.\n    """\n\n'
+        "    def backward(self, grad):\n        return grad\n"
+    )
+    assert derivations.find_derivation(text, "Cube") == (4, 5)
+    hidden = derivations.hide_derivations(text, {"Cube": "1.3"}, lambda task: f"Backward: Task {task}, yours.")
+    assert hidden.startswith('class Cube:\n    """y = x^3.\n\n    Backward: Task 1.3, yours.\n    """\n\n')
+    with pytest.raises(derivations.DerivationError, match="0 lines starting with Backward"):
+        derivations.find_derivation(text.replace("Backward", "So"), "Cube")
+    with pytest.raises(derivations.DerivationError, match="does not follow a blank line"):
+        derivations.find_derivation(text.replace("x^3.\n\n", "x^3.\n"), "Cube")
+    with pytest.raises(derivations.DerivationError, match="has no docstring"):
+        derivations.find_derivation("class Cube:\n    pass\n", "Cube")
+
+
 def test_the_table_names_exactly_the_regions_of_the_source_and_owns_every_op_once():
     found = regions.find_regions(ROOT)
     assert regions.check_regions(ROOT, found) == []
+    assert derivations.check_derivations(ROOT, found) == []
+    assert ("scratchvit/ops/norm.py", "LayerNormFn") in derivations.derivation_classes(found)
     for task in TASKS:
         assert set(task.regions) == {r.label for r in found if r.task == task.id}, task.id
     owners = [op for task in TASKS for op in task.ops]
@@ -65,6 +84,11 @@ def test_a_module_copy_blanks_that_module_and_later_leaves_out_the_fast_tier_and
     workflow = (copy / ".github/workflows/classroom.yml").read_text(encoding="utf-8")
     assert workflow.count("autograding-command-grader@v1") == len(blanked)
     assert "max-score: 10" in workflow and "-m task3_2" in workflow and "-m task2_5" not in workflow
+    norm = (copy / "scratchvit/ops/norm.py").read_text(encoding="utf-8")
+    assert "Backward: Task 3.2, yours to derive and write (notes/06_layer_norm.md)." in norm
+    assert "x_hat mean(h * x_hat)" not in norm and "x_hat = (x - mu) r" in norm
+    reshape = (copy / "scratchvit/ops/shape.py").read_text(encoding="utf-8")
+    assert "Backward: Task 2.1" not in reshape  # a solved task keeps its derivation
     probe = (
         "import numpy as np, scratchvit as sv\n"
         "assert not sv.kernels.registered_kernels()\n"
@@ -97,6 +121,7 @@ def test_grade_gives_a_solved_tasks_points_and_none_to_a_blank_one(tmp_path):
     grades = grade.grade(copy, tmp_path / "grades", progress=lambda line: None, task_ids=["2.4", "3.6"])
     rows = {row["task"]: row for row in grades["tasks"]}
     assert (rows["2.4"]["status"], rows["2.4"]["earned"], rows["2.4"]["failed"]) == ("passed", 5, 0)
+    assert rows["2.4"]["passed"] > 0 and set(rows["2.4"]) >= set(grade.CSV_FIELDS)
     assert (rows["3.6"]["status"], rows["3.6"]["earned"]) == ("failed", 0) and rows["3.6"]["failed"] > 0
     assert (grades["earned"], grades["points"]) == (5, 10)
     assert json.loads((tmp_path / "grades/grades.json").read_text(encoding="utf-8")) == grades
