@@ -15,7 +15,10 @@ from ..backend import xp_of
 
 
 class Add(Function):
-    """y = a + b, broadcasting: a, b -> broadcast shape. dy/da = dy/db = 1 => da = db = g, unbroadcast."""
+    """y = a + b, broadcasting: a, b -> broadcast shape.
+
+    Backward: dy/da = dy/db = 1 => da = db = g, unbroadcast.
+    """
 
     def forward(self, a, b):
         self.a_shape, self.b_shape = a.shape, b.shape
@@ -29,7 +32,10 @@ class Add(Function):
 
 
 class Sub(Function):
-    """y = a - b, broadcasting. dy/da = 1, dy/db = -1 => da = g, db = -g, unbroadcast."""
+    """y = a - b, broadcasting.
+
+    Backward: dy/da = 1, dy/db = -1 => da = g, db = -g, unbroadcast.
+    """
 
     def forward(self, a, b):
         self.a_shape, self.b_shape = a.shape, b.shape
@@ -43,7 +49,10 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """y = a * b, broadcasting. dy/da = b, dy/db = a => da = g b, db = g a, unbroadcast."""
+    """y = a * b, broadcasting.
+
+    Backward: dy/da = b, dy/db = a => da = g b, db = g a, unbroadcast.
+    """
 
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -59,7 +68,7 @@ class Mul(Function):
 class Div(Function):
     """y = a / b, broadcasting.
 
-    dy/da = 1 / b,  dy/db = -a / b^2 = -y / b   =>   da = g / b,  db = -(g / b) y, unbroadcast.
+    Backward: dy/da = 1 / b,  dy/db = -a / b^2 = -y / b   =>   da = g / b,  db = -(g / b) y, unbroadcast.
     Writing db with the saved y avoids squaring b, which overflows float32 for |b| > ~1.8e19.
     """
 
@@ -79,7 +88,8 @@ class Div(Function):
 class PowConstant(Function):
     """y = x ** p for a constant exponent p (a Python number), elementwise.
 
-    Power rule: dy/dx = p x^(p-1)   =>   dx = g p x^(p-1).
+    Backward, by the power rule: dy/dx = p x^(p-1)   =>   dx = g p x^(p-1). For p = 0, y = 1 is
+    constant and dx = 0, also at x = 0 where p x^(p-1) would be 0 * inf = NaN.
     """
 
     def forward(self, x, exponent):
@@ -88,7 +98,9 @@ class PowConstant(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION 1.3 PowConstant.backward
-        # dx = g * p * x^(p-1)
+        # dx = g * p * x^(p-1); 0 for p = 0
+        if self.exponent == 0:
+            return xp_of(grad).zeros_like(grad)
         return grad * (self.exponent * self.x ** (self.exponent - 1))
         # END SOLUTION 1.3
 
@@ -96,9 +108,10 @@ class PowConstant(Function):
 class Pow(Function):
     """y = a ** b with both base and exponent tensors, broadcasting.
 
-    dy/da = b a^(b-1) (power rule);  y = exp(b log a) => dy/db = a^b log a = y log a, defined for
-    a > 0; where a <= 0 db is taken as 0 (log is evaluated at 1 there, so no NaN appears).
-    => da = g b a^(b-1),  db = g y log a, unbroadcast.
+    Backward: dy/da = b a^(b-1) (power rule);  y = exp(b log a) => dy/db = a^b log a = y log a,
+    defined for a > 0; where a <= 0 db is taken as 0 (log is evaluated at 1 there, so no NaN
+    appears). => da = g b a^(b-1),  db = g y log a, unbroadcast. Where b = 0, da = 0 (a^0 = 1 is
+    constant): the power a^(b-1) is taken as a^1 there, so a = 0 gives 0, not 0 * inf = NaN.
     """
 
     def forward(self, a, b):
@@ -108,16 +121,19 @@ class Pow(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION 1.3 Pow.backward
-        # da = g * b * a^(b-1), db = g * a^b * log(a)   (db defined for a > 0)
+        # da = g * b * a^(b-1) (0 where b = 0), db = g * a^b * log(a)   (db defined for a > 0)
         xp = xp_of(self.out)
-        grad_a = grad * self.b * self.a ** (self.b - 1)
+        grad_a = grad * self.b * self.a ** xp.where(self.b == 0, 1, self.b - 1)
         grad_b = grad * self.out * xp.log(xp.where(self.a > 0, self.a, 1))
         return unbroadcast(grad_a, self.a.shape), unbroadcast(grad_b, self.b.shape)
         # END SOLUTION 1.3
 
 
 class Neg(Function):
-    """y = -x, elementwise. dy/dx = -1 => dx = -g."""
+    """y = -x, elementwise.
+
+    Backward: dy/dx = -1 => dx = -g.
+    """
 
     def forward(self, x):
         return -x
@@ -130,7 +146,10 @@ class Neg(Function):
 
 
 class Exp(Function):
-    """y = exp(x), elementwise. dy/dx = exp(x) = y => dx = g y (the saved output)."""
+    """y = exp(x), elementwise.
+
+    Backward: dy/dx = exp(x) = y => dx = g y (the saved output).
+    """
 
     def forward(self, x):
         self.out = xp_of(x).exp(x)
@@ -144,7 +163,10 @@ class Exp(Function):
 
 
 class Log(Function):
-    """y = log(x), elementwise (natural log, x > 0). dy/dx = 1 / x => dx = g / x."""
+    """y = log(x), elementwise (natural log, x > 0).
+
+    Backward: dy/dx = 1 / x => dx = g / x.
+    """
 
     def forward(self, x):
         self.x = x
@@ -158,7 +180,10 @@ class Log(Function):
 
 
 class Sqrt(Function):
-    """y = sqrt(x), elementwise. dy/dx = 1 / (2 sqrt(x)) = 1 / (2y) => dx = g / (2y)."""
+    """y = sqrt(x), elementwise.
+
+    Backward: dy/dx = 1 / (2 sqrt(x)) = 1 / (2y) => dx = g / (2y).
+    """
 
     def forward(self, x):
         self.out = xp_of(x).sqrt(x)
@@ -172,7 +197,10 @@ class Sqrt(Function):
 
 
 class Tanh(Function):
-    """y = tanh(x), elementwise. dy/dx = 1 - tanh(x)^2 = 1 - y^2 => dx = g (1 - y^2)."""
+    """y = tanh(x), elementwise.
+
+    Backward: dy/dx = 1 - tanh(x)^2 = 1 - y^2 => dx = g (1 - y^2).
+    """
 
     def forward(self, x):
         self.out = xp_of(x).tanh(x)
@@ -186,7 +214,10 @@ class Tanh(Function):
 
 
 class Abs(Function):
-    """y = |x|, elementwise. dy/dx = sign(x), taken as 0 at the kink x = 0 => dx = g sign(x)."""
+    """y = |x|, elementwise.
+
+    Backward: dy/dx = sign(x), taken as 0 at the kink x = 0 => dx = g sign(x).
+    """
 
     def forward(self, x):
         self.x = x
@@ -202,7 +233,7 @@ class Abs(Function):
 class Maximum(Function):
     """y = max(a, b) entry by entry, broadcasting.
 
-    y equals a where a > b and b where b > a, so the gradient flows to the larger input:
+    Backward: y equals a where a > b and b where b > a, so the gradient flows to the larger input:
     da = g [a > b],  db = g [b > a]. At a tie the derivative is undefined; each input takes
     g / 2 (as PyTorch does), so da + db = g everywhere. Then unbroadcast.
     """
@@ -222,8 +253,8 @@ class Maximum(Function):
 class Where(Function):
     """y = a where condition else b, broadcasting; condition is a constant boolean array.
 
-    Each entry of y is a copy of one input's entry => da = g where condition, 0 elsewhere, and
-    db = g where not condition, then unbroadcast. (Selecting with where, not multiplying g by
+    Backward: each entry of y is a copy of one input's entry => da = g where condition, 0 elsewhere,
+    and db = g where not condition, then unbroadcast. (Selecting with where, not multiplying g by
     the 0/1 condition, keeps an inf in g out of the input that was not chosen: inf * 0 is NaN.)
     """
 
@@ -243,8 +274,10 @@ class Where(Function):
 
 
 class Cast(Function):
-    """y = x converted to `dtype`, any shape. The value is unchanged (up to rounding), so
-    dy/dx = 1 => dx = g, converted back to x's dtype so x's gradient matches x."""
+    """y = x converted to `dtype`, any shape. The value is unchanged (up to rounding).
+
+    Backward: dy/dx = 1 => dx = g, converted back to x's dtype so x's gradient matches x.
+    """
 
     def forward(self, x, dtype):
         self.input_dtype = x.dtype
