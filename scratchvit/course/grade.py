@@ -1,5 +1,6 @@
 """`scratchvit course grade DIR`: run each task's tests in a student copy, each with a time limit, and
-write grades.json and grades.csv there. A task earns its points when all its tests pass in time."""
+write grades.json and grades.csv there. A task earns its points when its tests pass in time: none fails
+and at least one passes (a test skipped for want of an optional package counts neither way)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 import json
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from .runs import course_marker_of, run_pytest
@@ -15,7 +17,7 @@ from .tasks import BY_ID, TASKS
 
 TIME_FACTOR = 3
 MIN_TIMEOUT = 60.0  # a task's limit is TIME_FACTOR x its expected seconds, never less than this
-CSV_FIELDS = ("task", "title", "points", "earned", "status", "passed", "failed", "seconds", "limit_seconds")
+CSV_FIELDS = ("task", "title", "points", "earned", "status", "passed", "failed", "skipped", "seconds", "limit_seconds")
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -48,21 +50,22 @@ def grade(copy: Path, out: Path | None = None, progress=print, task_ids: list | 
         limit = max(MIN_TIMEOUT, TIME_FACTOR * task.expected_seconds)
         files = sorted(files_of.get(task.marker, ()))
         if not files:
-            rows.append(_row(task, "no tests", 0, 0, 0.0, limit))
+            rows.append(_row(task, "no tests", (0, 0, 0), 0.0, limit))
             continue
         run = run_pytest(copy, ["-m", task.marker, *files], timeout=limit)
         ran = [e for e in run.tests.values() if course_marker_of(e) == task.marker and e["outcome"] != "collected"]
-        passed = sum(e["outcome"] in ("passed", "skipped") for e in ran)
-        failed = sum(e["outcome"] == "failed" for e in ran)
+        outcomes = Counter(e["outcome"] for e in ran)
+        passed, failed, skipped = outcomes["passed"], outcomes["failed"], outcomes["skipped"]
         if run.timed_out:
             status = "timeout"
         elif run.returncode == 0 and failed == 0 and passed:
             status = "passed"
         else:
             status = "failed"
-        rows.append(_row(task, status, passed, failed, run.seconds, limit))
+        rows.append(_row(task, status, (passed, failed, skipped), run.seconds, limit))
         progress(
-            f"[{number}/{len(tasks)}] task {task.id}: {status} ({passed} passed, {failed} failed, {run.seconds:.0f} s)"
+            f"[{number}/{len(tasks)}] task {task.id}: {status} "
+            f"({passed} passed, {failed} failed, {skipped} skipped, {run.seconds:.0f} s)"
         )
     grades = {
         "copy": str(copy),
@@ -79,7 +82,9 @@ def grade(copy: Path, out: Path | None = None, progress=print, task_ids: list | 
     return grades
 
 
-def _row(task, status: str, passed: int, failed: int, seconds: float, limit: float) -> dict:
+def _row(task, status: str, counts: tuple, seconds: float, limit: float) -> dict:
+    """One task's line of the grades; counts: (passed, failed, skipped) tests."""
+    passed, failed, skipped = counts
     return {
         "task": task.id,
         "title": task.title,
@@ -88,6 +93,7 @@ def _row(task, status: str, passed: int, failed: int, seconds: float, limit: flo
         "status": status,
         "passed": passed,
         "failed": failed,
+        "skipped": skipped,
         "seconds": round(seconds, 2),
         "limit_seconds": limit,
     }
