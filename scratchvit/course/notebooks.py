@@ -53,19 +53,28 @@ def run(notebooks: list, figures: Path, timeout: int = 600) -> list:
     `figures`; returns (name, None or the error's last line) per notebook."""
     import nbformat
     from nbclient import NotebookClient
+    from traitlets.config import Config
 
     os.environ["SCRATCHVIT_QUICK"] = "1"
     results = []
-    for path in notebooks:
-        os.environ["SCRATCHVIT_OUT"] = str(figures / path.stem)
-        notebook = nbformat.read(path, as_version=4)
-        try:
-            NotebookClient(
-                notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(figures)}}
-            ).execute()
-            results.append((path.name, None))
-        except Exception as error:  # a cell that raised: report it, run the others
-            results.append((path.name, str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)))
+    with tempfile.TemporaryDirectory(prefix="scratchvit-kernel-") as sockets:
+        config = Config()  # the kernel talks over local sockets, not unencrypted TCP
+        config.KernelManager.transport, config.KernelManager.ip = "ipc", os.path.join(sockets, "kernel")
+        for path in notebooks:
+            os.environ["SCRATCHVIT_OUT"] = str(figures / path.stem)
+            notebook = nbformat.read(path, as_version=4)
+            client = NotebookClient(
+                notebook,
+                config=config,
+                timeout=timeout,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(figures)}},
+            )
+            try:
+                client.execute()
+                results.append((path.name, None))
+            except Exception as error:  # a cell that raised: report it, run the others
+                results.append((path.name, str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)))
     return results
 
 
