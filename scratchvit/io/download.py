@@ -66,8 +66,8 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _fetch(url: str, partial: Path, progress: bool, timeout: float) -> None:
-    """Bring `partial` up to the whole file: resume with a Range request, or start over."""
+def _fetch(url: str, partial: Path, progress: bool, timeout: float, label: str) -> None:
+    """Bring `partial` up to the whole file: resume with a Range request, or start over; the bar says `label`."""
     offset = partial.stat().st_size if partial.is_file() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "scratchvit"})
     if offset:
@@ -78,7 +78,7 @@ def _fetch(url: str, partial: Path, progress: bool, timeout: float) -> None:
         if error.code != 416 or not offset:  # 416: the .part is not shorter than the file; start over
             raise
         partial.unlink()
-        return _fetch(url, partial, progress, timeout)
+        return _fetch(url, partial, progress, timeout, label)
     with response:
         content_range = response.headers.get("Content-Range", "")
         resumed = offset > 0 and response.status == 206 and content_range.startswith(f"bytes {offset}-")
@@ -87,7 +87,7 @@ def _fetch(url: str, partial: Path, progress: bool, timeout: float) -> None:
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
         received = 0
-        bar = _progress_bar(progress, None if expected is None else offset + expected, offset, partial.name[:-5])
+        bar = _progress_bar(progress, None if expected is None else offset + expected, offset, label)
         try:
             with open(partial, "ab" if resumed else "wb") as file:
                 while chunk := response.read(_CHUNK):
@@ -111,14 +111,21 @@ def _fetch(url: str, partial: Path, progress: bool, timeout: float) -> None:
 
 
 def download(
-    url: str, sha256: str | None, cache_dir, filename: str | None = None, progress: bool = True, timeout: float = 60.0
+    url: str,
+    sha256: str | None,
+    cache_dir,
+    filename: str | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+    label: str | None = None,
 ) -> Path:
     """Download `url` into `cache_dir` unless a file with this SHA-256 is there; return its path.
 
     sha256: the expected SHA-256, 64 hex digits; None where no hash is published, and then a file
     already at `<filename>` is taken as it is and only a short download (fewer bytes than the
     server's Content-Length) is caught. filename: the name in cache_dir (default: the last part of
-    the URL's path). progress: show a tqdm bar when tqdm is installed.
+    the URL's path). progress: show a tqdm bar when tqdm is installed, named `label` (default: the
+    file name; the hub's cache names files by their hash, so it passes the file's own name).
     A file whose hash differs is deleted and ChecksumError (a ValueError) names both hashes; a
     broken connection raises OSError and keeps `<filename>.part`, from which the next call resumes.
     """
@@ -140,7 +147,7 @@ def download(
         return final
     partial = cache_dir / f"{filename}.part"
     if sha256 is None or not (partial.is_file() and sha256_of(partial) == sha256):  # else: complete, not renamed
-        _fetch(url, partial, progress, timeout)
+        _fetch(url, partial, progress, timeout, label or filename)
     actual = sha256_of(partial) if sha256 is not None else None
     if actual != sha256:
         partial.unlink()

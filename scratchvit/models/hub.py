@@ -272,7 +272,8 @@ def hub_download(repo: str, filename: str, revision: str = "main", progress: boo
     etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").removeprefix("W/").strip('"').lower()
     sha256 = etag if _SHA256.fullmatch(etag) else None
     blob_name = etag if etag and Path(etag).name == etag else None
-    blob = _download(url, sha256, folder / "blobs", blob_name or f"{commit}.{Path(filename).name}.download", progress)
+    download_name = blob_name or f"{commit}.{Path(filename).name}.download"
+    blob = _download(url, sha256, folder / "blobs", download_name, progress, label=f"{repo}/{filename}")
     if blob_name is None:  # a server without ETags: name the blob by its content, as the hub would
         blob = blob.replace(blob.with_name(sha256_of(blob)))
     pointer = folder / "snapshots" / commit / filename
@@ -304,10 +305,13 @@ def _metadata(url: str, repo: str, filename: str, folder: Path) -> dict:
         raise _unreachable(url, folder, error) from error
 
 
-def _download(url: str, sha256: str | None, folder: Path, filename: str, progress: bool) -> Path:
+def _download(
+    url: str, sha256: str | None, folder: Path, filename: str, progress: bool, label: str | None = None
+) -> Path:
     """io.download, its HTTP and network errors said in one line with the URL and the cache folder."""
+    timeout = _timeout("HF_HUB_DOWNLOAD_TIMEOUT")
     try:
-        return download(url, sha256, folder, filename, progress=progress, timeout=_timeout("HF_HUB_DOWNLOAD_TIMEOUT"))
+        return download(url, sha256, folder, filename, progress=progress, timeout=timeout, label=label)
     except urllib.error.HTTPError as error:
         raise _refused(url, folder, error) from None
     except (TimeoutError, urllib.error.URLError, ConnectionError) as error:

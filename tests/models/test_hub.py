@@ -59,6 +59,13 @@ def test_download_lays_out_the_hub_cache(tmp_path, server, lfs):
     assert [method for method, _, _ in server.requests] == expected
 
 
+def test_the_progress_bar_names_the_repository_and_file_not_the_blob_hash(server, capsys):
+    pytest.importorskip("tqdm")
+    hub.hub_download(REPO, "model.safetensors", progress=True)
+    shown = capsys.readouterr().err
+    assert f"{REPO}/model.safetensors" in shown and SHA256 not in shown
+
+
 def test_a_cached_file_is_reused_without_the_network(tmp_path, server, monkeypatch):
     first = hub.hub_download(REPO, "model.safetensors", progress=False)
     count = len(server.requests)
