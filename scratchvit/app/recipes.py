@@ -10,7 +10,7 @@ its command calls with the parsed arguments, so every recipe runs from Python as
 >>> recipes.evaluate_model("cifar10", checkpoint="runs/ft/checkpoint.npz", data_root="data/cifar")
 
 Every training recipe writes into out_dir a checkpoint after every epoch (checkpoint.npz, from
-which `model_from_checkpoint` rebuilds the model alone) and fit's JSON lines (metrics.jsonl), and
+which `load_checkpoint(path).model` rebuilds the model alone) and fit's JSON lines (metrics.jsonl), and
 prints where they are. The model takes its classes, channels and image size from the data set
 unless model_kwargs say otherwise; images are resized to the model's size and grey images
 repeated to its channels when those differ.
@@ -40,7 +40,7 @@ from ..data import ArrayDataset, DataLoader, DatasetError, ImageFolder, load_dat
 from ..data import transforms as T
 from ..io import CheckpointError, read_checkpoint, read_state_dict
 from ..io.files import write_atomically
-from ..models import VisionTransformer, create_model, load_checkpoint
+from ..models import create_model, load_checkpoint
 from ..models.key_maps import adapt_state_dict
 from ..models.mae import MaskedAutoencoderViT
 from ..models.transfer import prepare_linear_probe, vit_from_mae
@@ -232,25 +232,6 @@ def _load_weights_keeping_new_head(model, path) -> None:
         )
 
 
-def model_from_checkpoint(path):
-    """The model saved in one of scratchvit's checkpoints, rebuilt from the checkpoint alone (by its
-    registered name and keywords; with the linear-probe head when it holds one)."""
-    checkpoint = read_checkpoint(path)
-    if not checkpoint.model_name:
-        raise CheckpointError(f"{checkpoint.path}: the checkpoint holds no model name, so it cannot rebuild the model")
-    try:
-        model = create_model(checkpoint.model_name, **checkpoint.model_kwargs)
-    except (TypeError, ValueError, MemoryError) as error:  # names or keywords the registry refuses
-        raise CheckpointError(f"{checkpoint.path}: cannot rebuild its model: {error}") from error
-    if isinstance(model, VisionTransformer) and "head.1.weight" in checkpoint.state_dict:
-        prepare_linear_probe(model)  # BatchNorm1d + Linear, as linear_probe trained it
-    try:
-        model.load_state_dict(checkpoint.state_dict)
-    except ValueError as error:
-        raise CheckpointError(f"{checkpoint.path}: {error}") from error
-    return model
-
-
 _VIT_NAMES = {
     192: "vit_tiny_patch16_224",
     384: "vit_small_patch16_224",
@@ -268,7 +249,7 @@ def _load_mae(checkpoint) -> MaskedAutoencoderViT:
 
 def _classifier_from_mae(mae: MaskedAutoencoderViT, num_classes: int, global_pool: str, **kwargs):
     """vit_from_mae(mae, ...), named as a registered ViT with every architecture keyword given, so
-    that its checkpoints rebuild with create_model (model_from_checkpoint)."""
+    that its checkpoints rebuild with create_model (load_checkpoint)."""
     if mae.norm.eps != 1e-6:  # a registered ViT's LayerNorms have timm's eps, 1e-6, as the official MAEs
         raise ValueError(f"the MAE was built with norm_eps={mae.norm.eps}; its classifier needs 1e-6 (timm's ViT)")
     vit = vit_from_mae(mae, num_classes, global_pool=global_pool, **kwargs)
@@ -670,7 +651,7 @@ def evaluate_model(
     if (checkpoint is None) == (pretrained is None):
         raise ValueError("evaluate a checkpoint of ours, or a model name with pretrained weights: give exactly one")
     if checkpoint is not None:  # the model first: a wrong file is reported before a large data set is read
-        model = model_from_checkpoint(checkpoint)
+        model = load_checkpoint(checkpoint).model
         if isinstance(model, MaskedAutoencoderViT):
             raise ValueError(f"{checkpoint}: holds an MAE, not a classifier: linprobe or finetune it first")
         dataset = load_dataset(data, data_root, split)

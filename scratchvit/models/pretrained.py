@@ -17,6 +17,8 @@ from ..io import Checkpoint, CheckpointError, read_checkpoint, read_state_dict, 
 from . import hub
 from .key_maps import adapt_state_dict
 from .registry import model_entrypoint
+from .transfer import prepare_linear_probe
+from .vit import VisionTransformer
 
 __all__ = ["convert_checkpoint", "create_model", "load_checkpoint", "load_pretrained"]
 
@@ -105,7 +107,8 @@ def convert_checkpoint(src, dst, model_name: str, **model_kwargs) -> Path:
 
 def load_checkpoint(path, model=None, optimizer=None, schedule=None, *, restore_rng: bool = False) -> Checkpoint:
     """Read a checkpoint and put it back: the weights into `model` (rebuilt from the stored name and
-    keywords with scratchvit's create_model when None), and, when given, the optimizer's state and
+    keywords with scratchvit's create_model when None, with the linear-probe head where the weights
+    have one), and, when given, the optimizer's state and
     the schedule's position; with restore_rng, the random generators too (for an exact resume).
 
     Returns the Checkpoint, its `.model` the loaded model. A checkpoint of another model raises
@@ -123,6 +126,8 @@ def load_checkpoint(path, model=None, optimizer=None, schedule=None, *, restore_
             model = create_model(checkpoint.model_name, **checkpoint.model_kwargs)
         except (TypeError, ValueError, MemoryError) as error:
             raise CheckpointError(f"{path}: cannot rebuild the model {checkpoint.model_name!r}: {error}") from error
+        if isinstance(model, VisionTransformer) and "head.1.weight" in checkpoint.state_dict:
+            prepare_linear_probe(model)  # a linear probe's head: BatchNorm1d + Linear, the encoder frozen
     try:
         model.load_state_dict(checkpoint.state_dict)
     except ValueError as error:

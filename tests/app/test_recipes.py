@@ -212,7 +212,7 @@ def test_linear_probe_trains_the_head_only_and_its_checkpoint_rebuilds(mae_check
         if name in model.state_dict():
             np.testing.assert_array_equal(model.state_dict()[name], array, err_msg=name)  # frozen encoder
     assert int(model.state_dict()["head.0.num_batches_tracked"]) == 48 // 8  # one epoch of 48 images, batch 8
-    rebuilt = recipes.model_from_checkpoint(run["checkpoint"])
+    rebuilt = load_checkpoint(run["checkpoint"]).model
     for name, array in model.state_dict().items():
         np.testing.assert_array_equal(rebuilt.state_dict()[name], array, err_msg=name)
     results = recipes.evaluate_model("mnist", checkpoint=run["checkpoint"], data_root=mnist, out_dir=tmp_path)
@@ -237,7 +237,7 @@ def test_fine_tune_uses_layer_decay_and_drop_path_and_rebuilds(mae_checkpoint, m
     saved = read_checkpoint(run["checkpoint"])
     lr_scales = sorted({group["lr_scale"] for group in saved.optimizer["param_groups"]})
     assert lr_scales == pytest.approx([0.75**2, 0.75, 1.0])  # patch embed, block 0, head (depth 1)
-    rebuilt = recipes.model_from_checkpoint(run["checkpoint"])
+    rebuilt = load_checkpoint(run["checkpoint"]).model
     assert type(rebuilt) is type(model) and rebuilt.global_pool == "avg"
     images = sv.Tensor(np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32))
     np.testing.assert_allclose(rebuilt.eval()(images).numpy(), model.eval()(images).numpy(), rtol=1e-6, atol=1e-6)
