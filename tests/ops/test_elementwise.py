@@ -123,7 +123,7 @@ def test_pow_tensor_exponent_gradients(device):
     np.testing.assert_allclose(host(exponent.grad), [8 * math.log(2), math.sqrt(3) * math.log(3)])
 
 
-def test_a_zero_exponent_has_a_zero_gradient_also_at_zero(device):
+def test_pow_with_a_zero_exponent_has_a_zero_gradient_also_at_zero(device):
     x = leaf([0.0, 2.0], device)  # x^0 = 1 is constant; p x^(p-1) would be 0 * inf = NaN at 0
     F.pow(x, 0).sum().backward()
     np.testing.assert_array_equal(host(x.grad), [0.0, 0.0])
