@@ -41,6 +41,8 @@ def snapshot(folder) -> dict:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
+# the run diverges on purpose: NumPy's warnings of overflow and NaN are expected
+@pytest.mark.filterwarnings("ignore:overflow|divide by zero|invalid value:RuntimeWarning")
 def test_pretrain_at_lr_1000_stops_with_exit_1_and_saves_no_infinite_state(mnist, tmp_path, capsys):
     argv = ["pretrain", *data(mnist), *flags(TINY_MAE), "--batch-size", 16, "--epochs", 3, "--warmup-epochs", 0]
     code, _, err = run([*argv, "--out", tmp_path, "--no-progress", "--lr", 1000], capsys)

@@ -37,6 +37,8 @@ def poison_gradients_at(call_to_poison: int):
     return loss_fn
 
 
+# the run diverges on purpose: NumPy's warnings of overflow and NaN are expected
+@pytest.mark.filterwarnings("ignore:overflow|divide by zero|invalid value:RuntimeWarning")
 def test_non_finite_weights_are_never_saved_over_the_last_finite_checkpoint(tmp_path):
     path = tmp_path / "last.npz"
     model, train, _, optimizer, schedule = setup(epochs=3)
