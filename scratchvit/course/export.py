@@ -130,6 +130,10 @@ def export(
     by_path: dict = {}
     for region in found:
         by_path.setdefault(region.path, []).append(region)
+    hidden: dict = {}  # {path: {class: task}}: the derivations to hide, those of the blanked tasks
+    for (path, class_name), task in derivation_classes(found).items():
+        if task in blanked:
+            hidden.setdefault(path, {})[class_name] = task
     staging = out.with_name(out.name + ".partial")
     if staging.exists():
         shutil.rmtree(staging)
@@ -149,9 +153,7 @@ def export(
                 to_blank = region_tools.parse_regions(name, text)
                 to_blank = [r for r in to_blank if r.task in blanked]
             text = region_tools.blank_source(text, to_blank, blank_message)
-            derivations = {cls: task for (path, cls), task in derivation_classes(found).items() if path == name}
-            derivations = {cls: task for cls, task in derivations.items() if task in blanked}
-            target.write_text(hide_derivations(text, derivations, derivation_message), encoding="utf-8")
+            target.write_text(hide_derivations(text, hidden.get(name, {}), derivation_message), encoding="utf-8")
         else:
             shutil.copy2(root / name, target)
     (staging / "scratchvit/kernels/__init__.py").write_text(KERNELS_STUB, encoding="utf-8")

@@ -7,26 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
+from ..io.files import write_atomically
 from .runs import course_marker_of, run_pytest
 from .tasks import BY_ID, TASKS
 
 TIME_FACTOR = 3
 MIN_TIMEOUT = 60.0  # a task's limit is TIME_FACTOR x its expected seconds, never less than this
 CSV_FIELDS = ("task", "title", "points", "earned", "status", "passed", "failed", "skipped", "seconds", "limit_seconds")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
 
 
 def grade(copy: Path, out: Path | None = None, progress=print, task_ids: list | None = None) -> dict:
@@ -73,12 +63,12 @@ def grade(copy: Path, out: Path | None = None, progress=print, task_ids: list | 
         "points": sum(row["points"] for row in rows),
         "tasks": rows,
     }
-    _write_atomically(out / "grades.json", json.dumps(grades, indent=2) + "\n")
+    write_atomically(out / "grades.json", lambda file: file.write((json.dumps(grades, indent=2) + "\n").encode()))
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=CSV_FIELDS)
     writer.writeheader()
     writer.writerows({key: row[key] for key in CSV_FIELDS} for row in rows)
-    _write_atomically(out / "grades.csv", table.getvalue())
+    write_atomically(out / "grades.csv", lambda file: file.write(table.getvalue().encode()))
     return grades
 
 
