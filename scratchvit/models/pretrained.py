@@ -108,8 +108,8 @@ def convert_checkpoint(src, dst, model_name: str, **model_kwargs) -> Path:
 def load_checkpoint(path, model=None, optimizer=None, schedule=None, *, restore_rng: bool = False) -> Checkpoint:
     """Read a checkpoint and put it back: the weights into `model` (rebuilt from the stored name and
     keywords with scratchvit's create_model when None, with the linear-probe head where the weights
-    have one), and, when given, the optimizer's state and
-    the schedule's position; with restore_rng, the random generators too (for an exact resume).
+    have one), and, when given, the optimizer's state and the schedule's position; with restore_rng,
+    the random generators too (for an exact resume).
 
     Returns the Checkpoint, its `.model` the loaded model. A checkpoint of another model raises
     CheckpointError naming every missing, unexpected and wrongly shaped key.
